@@ -1,0 +1,45 @@
+package cardrail
+
+import (
+	"crypto/rand"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Reference prefixes, one per object type.
+const (
+	PrefixCard          = "card"
+	PrefixAuthorization = "auth"
+	PrefixDispute       = "dsp"
+	PrefixWallet        = "wal"
+	PrefixEvent         = "evt"
+	PrefixTransaction   = "txn"
+	PrefixEntry         = "je"
+	PrefixWebhook       = "we"
+	PrefixDelivery      = "whd"
+	PrefixRequest       = "req"
+	PrefixAudit         = "aud"
+)
+
+var (
+	refMu      sync.Mutex
+	refEntropy = ulid.Monotonic(rand.Reader, 0)
+)
+
+// NewReference returns an opaque, type-prefixed, time-sortable reference such
+// as "card_01JD…". References made by one process sort strictly in creation
+// order; lowercase keeps them readable in URLs.
+func NewReference(prefix string) string {
+	refMu.Lock()
+	id := ulid.MustNew(ulid.Timestamp(time.Now()), refEntropy)
+	refMu.Unlock()
+	return prefix + "_" + strings.ToLower(id.String())
+}
+
+// HasPrefix reports whether ref is a reference of the given type.
+func HasPrefix(ref, prefix string) bool {
+	return strings.HasPrefix(ref, prefix+"_") && len(ref) == len(prefix)+27
+}
