@@ -1,0 +1,77 @@
+package cardrail
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Event types. Every event is written in the same transaction as the change
+// it reports.
+const (
+	EventWalletDebited        = "wallet.debited"
+	EventWalletCredited       = "wallet.credited"
+	EventCardCreated          = "card.created"
+	EventCardUpdated          = "card.updated"
+	EventCardFunded           = "card.funded"
+	EventCardWithdrawn        = "card.withdrawn"
+	EventCardFrozen           = "card.frozen"
+	EventCardUnfrozen         = "card.unfrozen"
+	EventCardTerminated       = "card.terminated"
+	EventAuthorizationCreated = "card.authorization.created"
+	EventAuthorizationUpdated = "card.authorization.updated"
+	EventDisputeCreated       = "card.dispute.created"
+	EventDisputeUpdated       = "card.dispute.updated"
+)
+
+// EventTypes lists every event type, for validating webhook filters.
+var EventTypes = []string{
+	EventWalletDebited, EventWalletCredited, EventCardCreated, EventCardUpdated,
+	EventCardFunded, EventCardWithdrawn, EventCardFrozen, EventCardUnfrozen,
+	EventCardTerminated, EventAuthorizationCreated, EventAuthorizationUpdated,
+	EventDisputeCreated, EventDisputeUpdated,
+}
+
+// Event is one stored event in its delivery envelope. ObjectRef orders
+// deliveries per object.
+type Event struct {
+	ID        string    `json:"id"`
+	Object    string    `json:"object"`
+	Type      string    `json:"type"`
+	CreatedAt time.Time `json:"created_at"`
+	Livemode  bool      `json:"livemode"`
+	Data      EventData `json:"data"`
+
+	ObjectRef string `json:"-"`
+}
+
+// EventData carries the object as the API renders it at the moment of the
+// change.
+type EventData struct {
+	Object json.RawMessage `json:"object"`
+}
+
+// NewEvent builds an event about obj; it fails only if obj cannot be
+// rendered, which is a programming error.
+func NewEvent(typ string, livemode bool, objectRef string, obj any, now time.Time) (Event, error) {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{ID: NewReference(PrefixEvent), Object: "event", Type: typ, CreatedAt: now.UTC(),
+		Livemode: livemode, Data: EventData{Object: b}, ObjectRef: objectRef}, nil
+}
+
+// AuditRecord is one operator (or audited) action: who, what, when, and the
+// object before and after.
+type AuditRecord struct {
+	Object    string          `json:"object"`
+	Reference string          `json:"reference"`
+	Actor     string          `json:"actor"`
+	Action    string          `json:"action"`
+	Target    string          `json:"target"`
+	Before    json.RawMessage `json:"before"`
+	After     json.RawMessage `json:"after"`
+	Livemode  bool            `json:"livemode"`
+	RequestID string          `json:"request_id"`
+	CreatedAt time.Time       `json:"created_at"`
+}

@@ -1,0 +1,157 @@
+package cardrail
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cardrail/cardrail/ledger"
+)
+
+// ErrNoRows is returned (wrapped) by storage lookups that find nothing; the
+// issuing layer turns it into a not_found error naming the object.
+var ErrNoRows = errors.New("no rows")
+
+// ErrStale is returned by conditional updates whose precondition no longer
+// holds (another request changed the object first).
+var ErrStale = errors.New("stale: the object changed")
+
+// ListParams are a list request's paging: Limit items older than Cursor (a
+// reference), newest first.
+type ListParams struct {
+	Limit  int
+	Cursor string
+}
+
+// Page is one page of a newest-first list.
+type Page[T any] struct {
+	Data       []T
+	HasMore    bool
+	NextCursor *string
+}
+
+// CardFilter selects cards. Owner "" means every owner (operators).
+type CardFilter struct {
+	Livemode bool
+	Owner    string
+	Status   CardStatus
+	ListParams
+}
+
+// AuthorizationFilter selects authorizations.
+type AuthorizationFilter struct {
+	Livemode bool
+	Owner    string
+	Card     string
+	ListParams
+}
+
+// Store is the storage both databases implement (store/sqlite,
+// store/postgres); store/storetest holds the contract suite they share.
+type Store interface {
+	Reader
+	// Tx runs fn in one write transaction. Serialization failures and
+	// deadlocks are retried, so fn may run more than once and must not have
+	// effects outside the transaction. An error from fn rolls back.
+	Tx(ctx context.Context, fn func(Tx) error) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+	// Dialect names the database ("sqlite", "postgres").
+	Dialect() string
+}
+
+// Reader is every read. Lookups by reference return an error wrapping
+// ErrNoRows when nothing matches the mode and owner.
+type Reader interface {
+	Programs(ctx context.Context, livemode bool) ([]Program, error)
+	Program(ctx context.Context, livemode bool, code string) (*Program, error)
+	ProviderStates(ctx context.Context, livemode bool) (map[string]bool, error)
+
+	Card(ctx context.Context, livemode bool, owner, ref string) (*Card, error)
+	Cards(ctx context.Context, f CardFilter) (Page[Card], error)
+	CardSecret(ctx context.Context, livemode bool, ref string) (CardSecret, error)
+	CardTransactions(ctx context.Context, livemode bool, card string, p ListParams) (Page[CardTransaction], error)
+
+	Wallets(ctx context.Context, livemode bool, owner string) ([]Wallet, error)
+	Cardholder(ctx context.Context, livemode bool, subject string) (*Cardholder, error)
+
+	Authorization(ctx context.Context, livemode bool, owner, ref string) (*Authorization, error)
+	Authorizations(ctx context.Context, f AuthorizationFilter) (Page[Authorization], error)
+	// StaleAuthorizations lists pending authorizations whose hold expired
+	// before now, oldest first.
+	StaleAuthorizations(ctx context.Context, now time.Time, limit int) ([]Authorization, error)
+
+	// AccountBalances sums every account by mode, currency and kind.
+	AccountBalances(ctx context.Context, livemode bool) ([]AccountBalance, error)
+
+	Setting(ctx context.Context, key string) (string, error)
+}
+
+// Tx is one write transaction: every read through it sees the transaction's
+// own writes, and the ForUpdate reads lock the row until commit.
+type Tx interface {
+	Reader
+
+	ProgramForUpdate(ctx context.Context, livemode bool, code string) (*Program, error)
+	SaveProgram(ctx context.Context, p *Program) error
+	SetProviderState(ctx context.Context, s ProviderState) error
+
+	// CardForUpdate locks a card; owner "" means any owner.
+	CardForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Card, error)
+	InsertCard(ctx context.Context, c *Card, s CardSecret) error
+	SetCardSecret(ctx context.Context, ref string, s CardSecret) error
+	// UpdateCard writes c's mutable fields if the stored status is one of
+	// from (any status when from is empty), else returns ErrStale.
+	UpdateCard(ctx context.Context, c *Card, from ...CardStatus) error
+
+	// Wallet returns the owner's wallet in currency, creating it empty.
+	Wallet(ctx context.Context, livemode bool, owner, currency string) (*Wallet, error)
+	// Post applies a balanced entry: lines and balances together. A line
+	// that would take a floored account below zero fails the whole entry with
+	// *ledger.InsufficientFunds and applies nothing.
+	Post(ctx context.Context, e *ledger.Entry) error
+
+	AuthorizationForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Authorization, error)
+	InsertAuthorization(ctx context.Context, a *Authorization) error
+	// UpdateAuthorization writes a's amounts and status if the stored status
+	// is from, else returns ErrStale.
+	UpdateAuthorization(ctx context.Context, a *Authorization, from AuthorizationStatus) error
+	// SpendUsed returns the card's approved spend in each window.
+	SpendUsed(ctx context.Context, card string, windows ...string) (map[string]int64, error)
+	AddSpend(ctx context.Context, card, window string, delta int64) error
+
+	SetCardholder(ctx context.Context, c *Cardholder) error
+	InsertEvent(ctx context.Context, e *Event) error
+	InsertAudit(ctx context.Context, a *AuditRecord) error
+	SetSetting(ctx context.Context, key, value string) error
+}
+
+// AccountBalance is the sum of one kind of account in a mode and currency.
+type AccountBalance struct {
+	Currency string      `json:"currency"`
+	Kind     ledger.Kind `json:"kind"`
+	Balance  int64       `json:"balance"`
+	Accounts int         `json:"accounts"`
+}
+
+type idempotencyMarkKey struct{}
+
+// IdempotencyMark names an idempotency key whose request is in flight.
+type IdempotencyMark struct {
+	Scope, Key string
+}
+
+// WithIdempotencyMark asks storage to record, inside every write transaction
+// made with ctx, that the request holding this key has applied its effect.
+// After a crash that lost the response, a retry can then tell an effect that
+// committed (never run again) from one that did not (safe to run).
+func WithIdempotencyMark(ctx context.Context, m IdempotencyMark) context.Context {
+	return context.WithValue(ctx, idempotencyMarkKey{}, m)
+}
+
+// IdempotencyMarkFrom returns the mark set by WithIdempotencyMark.
+func IdempotencyMarkFrom(ctx context.Context) (IdempotencyMark, bool) {
+	m, ok := ctx.Value(idempotencyMarkKey{}).(IdempotencyMark)
+	return m, ok
+}

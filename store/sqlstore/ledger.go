@@ -1,0 +1,160 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/ledger"
+)
+
+func scanWallet(r Row) (*cardrail.Wallet, error) {
+	var w cardrail.Wallet
+	var owner *string
+	var created int64
+	if err := r.Scan(&w.Reference, &owner, &w.Currency, &w.Balance.Available, &w.Livemode, &created); err != nil {
+		return nil, err
+	}
+	if owner != nil {
+		w.Owner = *owner
+	}
+	w.Object = "wallet"
+	w.CreatedAt = fromMicros(created)
+	return &w, nil
+}
+
+const walletSelect = `SELECT id, owner, currency, balance, livemode, created_at FROM accounts`
+
+// Wallets implements cardrail.Reader.
+func (q *queries) Wallets(ctx context.Context, livemode bool, owner string) ([]cardrail.Wallet, error) {
+	rows, err := q.q.Query(ctx, walletSelect+` WHERE kind = 'wallet' AND livemode = $1 AND owner = $2 ORDER BY currency`, livemode, owner)
+	if err != nil {
+		return nil, fmt.Errorf("wallets: %w", err)
+	}
+	w, err := collect(rows, scanWallet)
+	return nonNil(w), err
+}
+
+// Wallet implements cardrail.Tx: the wallet is created on first use, and a
+// concurrent creator's row wins harmlessly.
+func (q *queries) Wallet(ctx context.Context, livemode bool, owner, currency string) (*cardrail.Wallet, error) {
+	const find = walletSelect + ` WHERE kind = 'wallet' AND livemode = $1 AND owner = $2 AND currency = $3`
+	w, err := scanWallet(q.q.QueryRow(ctx, find, livemode, owner, currency))
+	if err == nil || !notFound(err) {
+		return w, err
+	}
+	if _, err := q.q.Exec(ctx, `INSERT INTO accounts (id, kind, livemode, currency, owner, balance, created_at)
+		VALUES ($1, 'wallet', $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING`,
+		cardrail.NewReference(cardrail.PrefixWallet), livemode, currency, owner, micros(q.now())); err != nil {
+		return nil, fmt.Errorf("create wallet: %w", err)
+	}
+	return scanWallet(q.q.QueryRow(ctx, find, livemode, owner, currency))
+}
+
+// Post implements cardrail.Tx. Lines are applied in account order, so that
+// two entries touching the same accounts always lock them in the same order
+// and cannot deadlock each other. Each balance change is conditional: a
+// floored account that would go negative matches no row, and the entry fails
+// before anything of it is committed.
+func (q *queries) Post(ctx context.Context, e *ledger.Entry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	now := micros(q.now())
+	e.Reference = cardrail.NewReference(cardrail.PrefixEntry)
+	if _, err := q.q.Exec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Reference, e.Livemode, e.Type, e.Currency,
+		nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute), now); err != nil {
+		return fmt.Errorf("insert entry: %w", err)
+	}
+	lines := slices.Clone(e.Lines)
+	slices.SortStableFunc(lines, func(a, b ledger.Line) int { return cmp.Compare(a.Account, b.Account) })
+	for _, l := range lines {
+		kind := ledger.KindOf(l.Account)
+		if !kind.Floored() {
+			if _, err := q.q.Exec(ctx, `INSERT INTO accounts (id, kind, livemode, currency, balance, created_at)
+				VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (id) DO NOTHING`, l.Account, string(kind), e.Livemode, e.Currency, now); err != nil {
+				return fmt.Errorf("ensure system account: %w", err)
+			}
+		}
+		var after int64
+		err := q.q.QueryRow(ctx, `UPDATE accounts SET balance = balance + $1
+			WHERE id = $2 AND currency = $3 AND livemode = $4 AND (balance + $1 >= 0 OR kind NOT IN ('wallet', 'card_available', 'card_held'))
+			RETURNING balance`, l.Amount, l.Account, e.Currency, e.Livemode).Scan(&after)
+		if notFound(err) {
+			var exists int
+			if err2 := q.q.QueryRow(ctx, `SELECT 1 FROM accounts WHERE id = $1 AND currency = $2 AND livemode = $3`,
+				l.Account, e.Currency, e.Livemode).Scan(&exists); err2 != nil {
+				return fmt.Errorf("post %s: no account %s in %s", e.Type, l.Account, e.Currency)
+			}
+			return &ledger.InsufficientFunds{Account: l.Account}
+		}
+		if err != nil {
+			return fmt.Errorf("post %s line %s: %w", e.Type, l.Account, err)
+		}
+		if _, err := q.q.Exec(ctx, `INSERT INTO journal_lines (reference, entry, account, amount, balance_after, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, cardrail.NewReference(cardrail.PrefixTransaction), e.Reference, l.Account, l.Amount, after, now); err != nil {
+			return fmt.Errorf("insert line: %w", err)
+		}
+	}
+	return nil
+}
+
+// CardTransactions implements cardrail.Reader: the lines on the card's two
+// accounts, newest first.
+func (q *queries) CardTransactions(ctx context.Context, livemode bool, card string, p cardrail.ListParams) (cardrail.Page[cardrail.CardTransaction], error) {
+	cc, ca := cursorClause("l.reference", p.Cursor, 4)
+	args := append([]any{livemode, ledger.CardAvailableAccount(card), ledger.CardHeldAccount(card)}, ca...)
+	args = append(args, p.Limit+1)
+	rows, err := q.q.Query(ctx, `SELECT l.reference, e.type, l.account, l.amount, l.balance_after, e.currency,
+		e.authorization_ref, e.dispute, e.livemode, l.created_at
+		FROM journal_lines l JOIN journal_entries e ON e.reference = l.entry
+		WHERE e.livemode = $1 AND l.account IN ($2, $3)`+cc+fmt.Sprintf(` ORDER BY l.reference DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return cardrail.Page[cardrail.CardTransaction]{}, fmt.Errorf("card transactions: %w", err)
+	}
+	items, err := collect(rows, func(r Row) (*cardrail.CardTransaction, error) {
+		var t cardrail.CardTransaction
+		var created int64
+		if err := r.Scan(&t.Reference, &t.Type, &t.Account, &t.Amount, &t.BalanceAfter, &t.Currency,
+			&t.Authorization, &t.Dispute, &t.Livemode, &created); err != nil {
+			return nil, err
+		}
+		t.Object = "card_transaction"
+		t.Account = string(ledger.KindOf(t.Account))[len("card_"):]
+		t.CreatedAt = fromMicros(created)
+		return &t, nil
+	})
+	if err != nil {
+		return cardrail.Page[cardrail.CardTransaction]{}, err
+	}
+	return page(items, p.Limit, func(t *cardrail.CardTransaction) string { return t.Reference }), nil
+}
+
+// AccountBalances implements cardrail.Reader.
+func (q *queries) AccountBalances(ctx context.Context, livemode bool) ([]cardrail.AccountBalance, error) {
+	rows, err := q.q.Query(ctx, `SELECT currency, kind, CAST(SUM(balance) AS BIGINT), COUNT(*) FROM accounts WHERE livemode = $1
+		GROUP BY currency, kind ORDER BY currency, kind`, livemode)
+	if err != nil {
+		return nil, fmt.Errorf("account balances: %w", err)
+	}
+	out, err := collect(rows, func(r Row) (*cardrail.AccountBalance, error) {
+		var b cardrail.AccountBalance
+		var kind string
+		if err := r.Scan(&b.Currency, &kind, &b.Balance, &b.Accounts); err != nil {
+			return nil, err
+		}
+		b.Kind = ledger.Kind(kind)
+		return &b, nil
+	})
+	return nonNil(out), err
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
