@@ -155,3 +155,39 @@ func IdempotencyMarkFrom(ctx context.Context) (IdempotencyMark, bool) {
 	m, ok := ctx.Value(idempotencyMarkKey{}).(IdempotencyMark)
 	return m, ok
 }
+
+// IdempotencyOutcome says what a retried request with a known key gets.
+type IdempotencyOutcome int
+
+// Outcomes of beginning an idempotent request.
+const (
+	// IdempotencyStarted: the key is new (or its earlier holder died before
+	// applying anything); run the request.
+	IdempotencyStarted IdempotencyOutcome = iota
+	// IdempotencyReplay: the stored response is to be replayed.
+	IdempotencyReplay
+	// IdempotencyInProgress: another request with the key is running, or
+	// applied its effect and died before storing a response.
+	IdempotencyInProgress
+	// IdempotencyReused: the key was used with a different request.
+	IdempotencyReused
+)
+
+// IdempotencyRecord is a stored response.
+type IdempotencyRecord struct {
+	Outcome     IdempotencyOutcome
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+// IdempotencyStore keeps idempotency keys for 24 hours, scoped per caller.
+type IdempotencyStore interface {
+	BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (IdempotencyRecord, error)
+	CompleteIdempotent(ctx context.Context, scope, key string, status int, contentType string, body []byte) error
+	// ReleaseIdempotent forgets a key whose response is not to be stored
+	// (401, 429, 5xx), so a retry runs afresh.
+	ReleaseIdempotent(ctx context.Context, scope, key string) error
+	// PurgeIdempotent deletes keys created before cutoff.
+	PurgeIdempotent(ctx context.Context, cutoff time.Time) (int64, error)
+}

@@ -90,10 +90,8 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 	if !prog.Enabled() {
 		return nil, cardrail.Errorf(cardrail.CodeProgramDisabled, "Program %q is disabled.", prog.Code)
 	}
-	if c.Livemode {
-		if err := s.gateProduction(ctx, c, prog); err != nil {
-			return nil, err
-		}
+	if err := s.gate(ctx, c, prog); err != nil {
+		return nil, err
 	}
 	states, err := s.store.ProviderStates(ctx, c.Livemode)
 	if err != nil {
@@ -169,18 +167,22 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 	return card, nil
 }
 
-// gateProduction applies production's checks, in the SPEC's order.
-func (s *Service) gateProduction(ctx context.Context, c cardrail.Caller, prog *cardrail.Program) error {
-	verified := c.Verified()
-	ch, err := s.store.Cardholder(ctx, true, c.Subject)
-	switch {
-	case err == nil:
-		verified = ch.KYC == cardrail.KYCVerified
-	case !errors.Is(err, cardrail.ErrNoRows):
-		return err
-	}
-	if !verified {
-		return cardrail.Errorf(cardrail.CodeVerificationRequired, "The cardholder must be verified before a card can be issued.")
+// gate applies the issuing checks in the SPEC's order. Verification is a
+// production requirement; the market check applies in both modes, so a
+// sandbox behaves like the production it rehearses.
+func (s *Service) gate(ctx context.Context, c cardrail.Caller, prog *cardrail.Program) error {
+	if c.Livemode {
+		verified := c.Verified()
+		ch, err := s.store.Cardholder(ctx, true, c.Subject)
+		switch {
+		case err == nil:
+			verified = ch.KYC == cardrail.KYCVerified
+		case !errors.Is(err, cardrail.ErrNoRows):
+			return err
+		}
+		if !verified {
+			return cardrail.Errorf(cardrail.CodeVerificationRequired, "The cardholder must be verified before a card can be issued.")
+		}
 	}
 	if !prog.OpenIn(c.Country) {
 		return cardrail.Errorf(cardrail.CodeCountryNotActivated, "Program %q is not activated in %q.", prog.Code, c.Country)

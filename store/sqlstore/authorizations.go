@@ -153,8 +153,15 @@ func (q *queries) SpendUsed(ctx context.Context, card string, windows ...string)
 
 // AddSpend implements cardrail.Tx.
 func (q *queries) AddSpend(ctx context.Context, card, window string, delta int64) error {
-	_, err := q.q.Exec(ctx, `INSERT INTO card_spend (card, period, amount) VALUES ($1, $2, $3)
-		ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`, card, window, delta)
+	// A release only ever lowers a window an approval already raised, so it
+	// is a plain update; an insert candidate with a negative amount would
+	// trip the CHECK before the conflict is seen.
+	query := `INSERT INTO card_spend (card, period, amount) VALUES ($1, $2, $3)
+		ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`
+	if delta < 0 {
+		query = `UPDATE card_spend SET amount = amount + $3 WHERE card = $1 AND period = $2`
+	}
+	_, err := q.q.Exec(ctx, query, card, window, delta)
 	if err != nil {
 		return fmt.Errorf("add spend %s %s: %w", card, window, err)
 	}

@@ -1,0 +1,126 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cardrail/cardrail"
+)
+
+// maxBody bounds every request body.
+const maxBody = 64 << 10
+
+// decode reads a strict JSON body into v: unknown fields are refused (422)
+// so no typo is silently ignored and no client can set a server-owned field;
+// malformed JSON is 400; a value of the wrong type is 422 naming the field.
+// An empty body decodes as {} (actions accept either).
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return cardrail.Errorf(cardrail.CodeBodyTooLarge, "The request body exceeds %d bytes.", tooBig.Limit)
+		}
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	} else if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON with Content-Type: application/json.")
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if dec.More() {
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body is not valid JSON.")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body must be a JSON object.")
+		}
+		msg := "must be " + jsonKind(typ.Type.Kind().String())
+		if strings.HasPrefix(typ.Type.String(), "int") && strings.HasPrefix(typ.Value, "number") {
+			msg = "must be an integer (minor units), not a fraction or exponent"
+		}
+		return cardrail.Invalid(cardrail.FieldError{Field: field, Message: msg})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return cardrail.Invalid(cardrail.FieldError{Field: name, Message: "is not a known field"})
+	}
+	return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be decoded.")
+}
+
+func jsonKind(goKind string) string {
+	switch {
+	case strings.HasPrefix(goKind, "int"), strings.HasPrefix(goKind, "uint"):
+		return "an integer"
+	case goKind == "string":
+		return "a string"
+	case goKind == "bool":
+		return "a boolean"
+	case goKind == "slice":
+		return "an array"
+	case goKind == "map", goKind == "struct", goKind == "ptr":
+		return "an object"
+	}
+	return fmt.Sprintf("of type %s", goKind)
+}
+
+// listParams reads ?limit= and ?cursor=.
+func listParams(r *http.Request, prefix string) (cardrail.ListParams, error) {
+	p := cardrail.ListParams{Limit: 20, Cursor: r.URL.Query().Get("cursor")}
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100 {
+			return p, cardrail.Invalid(cardrail.FieldError{Field: "limit", Message: "must be an integer from 1 to 100"})
+		}
+		p.Limit = n
+	}
+	if p.Cursor != "" && !cardrail.HasPrefix(p.Cursor, prefix) {
+		return p, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
+	}
+	return p, nil
+}
+
+// list is the rendered shape of every list.
+type list[T any] struct {
+	Object     string  `json:"object"`
+	Data       []T     `json:"data"`
+	HasMore    bool    `json:"has_more"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func renderPage[T any](p cardrail.Page[T]) list[T] {
+	return list[T]{Object: "list", Data: p.Data, HasMore: p.HasMore, NextCursor: p.NextCursor}
+}
+
+func renderAll[T any](items []T) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Object: "list", Data: items}
+}

@@ -1,0 +1,224 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/issuing"
+)
+
+func listPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	ps, err := s.svc.Programs(r.Context(), c)
+	return http.StatusOK, renderAll(ps), err
+}
+
+func getProgram(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := s.svc.Program(r.Context(), c, r.PathValue("code"))
+	return http.StatusOK, p, err
+}
+
+type createCardRequest struct {
+	Program          string                     `json:"program"`
+	Nickname         *string                    `json:"nickname"`
+	Metadata         map[string]string          `json:"metadata"`
+	SpendingControls *cardrail.SpendingControls `json:"spending_controls"`
+}
+
+func createCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req createCardRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	card, err := s.svc.CreateCard(r.Context(), c, issuing.CardParams{Program: req.Program, Nickname: req.Nickname,
+		Metadata: req.Metadata, SpendingControls: req.SpendingControls})
+	return http.StatusCreated, card, err
+}
+
+func listCards(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := listParams(r, cardrail.PrefixCard)
+	if err != nil {
+		return 0, nil, err
+	}
+	status := cardrail.CardStatus(r.URL.Query().Get("status"))
+	if status != "" && !slices.Contains(cardrail.CardStatuses, status) {
+		return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "status", Message: "is not a card status"})
+	}
+	page, err := s.svc.Cards(r.Context(), c, status, p)
+	return http.StatusOK, renderPage(page), err
+}
+
+func getCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	card, err := s.svc.Card(r.Context(), c, r.PathValue("ref"), false)
+	return http.StatusOK, card, err
+}
+
+type updateCardRequest struct {
+	Nickname         *string                    `json:"nickname"`
+	Metadata         map[string]string          `json:"metadata"`
+	SpendingControls *cardrail.SpendingControls `json:"spending_controls"`
+}
+
+func updateCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req updateCardRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	card, err := s.svc.UpdateCard(r.Context(), c, r.PathValue("ref"), issuing.CardUpdate{Nickname: req.Nickname,
+		Metadata: req.Metadata, SpendingControls: req.SpendingControls})
+	return http.StatusOK, card, err
+}
+
+type emptyRequest struct{}
+
+// transition is the owner's freeze, unfreeze and terminate.
+func transition(to cardrail.CardStatus) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		if err := decode(r, &emptyRequest{}); err != nil {
+			return 0, nil, err
+		}
+		card, err := s.svc.Transition(r.Context(), c, r.PathValue("ref"), to, cardrail.ActorOwner)
+		return http.StatusOK, card, err
+	}
+}
+
+func revealDetails(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	d, err := s.svc.RevealDetails(r.Context(), c, r.PathValue("ref"), info(r).id)
+	return http.StatusOK, d, err
+}
+
+func listCardTransactions(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := listParams(r, cardrail.PrefixTransaction)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := s.svc.CardTransactions(r.Context(), c, r.PathValue("ref"), p)
+	return http.StatusOK, renderPage(page), err
+}
+
+type moneyRequest struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+func fundCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req moneyRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	card, err := s.svc.Fund(r.Context(), c, r.PathValue("ref"), req.Amount, req.Currency)
+	return http.StatusOK, card, err
+}
+
+func withdrawFromCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req moneyRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	card, err := s.svc.Withdraw(r.Context(), c, r.PathValue("ref"), req.Amount, req.Currency)
+	return http.StatusOK, card, err
+}
+
+type authorizeRequest struct {
+	Amount   int64             `json:"amount"`
+	Currency string            `json:"currency"`
+	Merchant cardrail.Merchant `json:"merchant"`
+}
+
+func authorizeCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req authorizeRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	a, err := s.svc.Authorize(r.Context(), c, r.PathValue("ref"), cardrail.AuthorizationAttempt{
+		Amount: req.Amount, Currency: req.Currency, Merchant: req.Merchant})
+	return http.StatusCreated, a, err
+}
+
+func listWallets(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	ws, err := s.svc.Wallets(r.Context(), c)
+	return http.StatusOK, renderAll(ws), err
+}
+
+func sandboxOnly(c cardrail.Caller) error {
+	if c.Livemode {
+		return cardrail.Errorf(cardrail.CodeSandboxOnly, "This endpoint exists in sandbox only.")
+	}
+	return nil
+}
+
+func sandboxDeposit(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	if err := sandboxOnly(c); err != nil {
+		return 0, nil, err
+	}
+	var req moneyRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	w, err := s.svc.Deposit(r.Context(), c, c.Subject, req.Amount, req.Currency)
+	return http.StatusOK, w, err
+}
+
+func listAuthorizations(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := listParams(r, cardrail.PrefixAuthorization)
+	if err != nil {
+		return 0, nil, err
+	}
+	card := r.URL.Query().Get("card")
+	if card != "" && !cardrail.HasPrefix(card, cardrail.PrefixCard) {
+		return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "card", Message: "is not a card reference"})
+	}
+	page, err := s.svc.Authorizations(r.Context(), c, card, p)
+	return http.StatusOK, renderPage(page), err
+}
+
+func getAuthorization(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	a, err := s.svc.Authorization(r.Context(), c, r.PathValue("ref"), false)
+	return http.StatusOK, a, err
+}
+
+type amountRequest struct {
+	Amount *int64 `json:"amount"`
+}
+
+type networkMethod = func(ctx context.Context, c cardrail.Caller, ref string, ev issuing.NetworkEvent) (*cardrail.Authorization, error)
+
+type networkFunc func(s *issuing.Service) networkMethod
+
+var (
+	settle  networkFunc = func(s *issuing.Service) networkMethod { return s.Settle }
+	reverse networkFunc = func(s *issuing.Service) networkMethod { return s.Reverse }
+	refund  networkFunc = func(s *issuing.Service) networkMethod { return s.Refund }
+)
+
+// networkEvent serves settle, reverse and refund, for cardholders in sandbox
+// and for operators.
+func networkEvent(f networkFunc, asOperator bool) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		var req amountRequest
+		if err := decode(r, &req); err != nil {
+			return 0, nil, err
+		}
+		ev := issuing.NetworkEvent{AsOperator: asOperator}
+		if req.Amount != nil {
+			if !cardrail.ValidAmount(*req.Amount) {
+				return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+			}
+			ev.Amount = *req.Amount
+		}
+		a, err := f(s.svc)(r.Context(), c, r.PathValue("ref"), ev)
+		return http.StatusOK, a, err
+	}
+}
+
+func sandboxExpire(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	if err := sandboxOnly(c); err != nil {
+		return 0, nil, err
+	}
+	if err := decode(r, &emptyRequest{}); err != nil {
+		return 0, nil, err
+	}
+	a, err := s.svc.Expire(r.Context(), c, r.PathValue("ref"), issuing.NetworkEvent{})
+	return http.StatusOK, a, err
+}

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/cardrail/cardrail"
+)
+
+// statusByCode is the one table from error code to HTTP status. A code
+// missing here is a programming error and answers 500.
+var statusByCode = map[cardrail.Code]int{
+	cardrail.CodeMalformedRequest: http.StatusBadRequest,
+	cardrail.CodeValidation:       http.StatusUnprocessableEntity,
+	cardrail.CodeUnauthenticated:  http.StatusUnauthorized,
+	cardrail.CodeForbidden:        http.StatusForbidden,
+	cardrail.CodeNotFound:         http.StatusNotFound,
+	cardrail.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	cardrail.CodeRateLimited:      http.StatusTooManyRequests,
+	cardrail.CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
+	cardrail.CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+
+	cardrail.CodeVerificationRequired: http.StatusForbidden,
+	cardrail.CodeCountryNotActivated:  http.StatusForbidden,
+	cardrail.CodeProviderUnsupported:  http.StatusForbidden,
+	cardrail.CodeSandboxOnly:          http.StatusForbidden,
+	cardrail.CodeProviderUnavailable:  http.StatusServiceUnavailable,
+	cardrail.CodeServiceUnavailable:   http.StatusServiceUnavailable,
+
+	cardrail.CodeInvalidCardState:          http.StatusConflict,
+	cardrail.CodeInvalidAuthorizationState: http.StatusConflict,
+	cardrail.CodeInvalidDisputeState:       http.StatusConflict,
+	cardrail.CodeDisputeAlreadyOpen:        http.StatusConflict,
+	cardrail.CodeProgramDisabled:           http.StatusConflict,
+	cardrail.CodeConflict:                  http.StatusConflict,
+	cardrail.CodeIdempotencyInProgress:     http.StatusConflict,
+
+	cardrail.CodeCurrencyMismatch:        http.StatusUnprocessableEntity,
+	cardrail.CodeMaxBalanceExceeded:      http.StatusUnprocessableEntity,
+	cardrail.CodeInsufficientWalletFunds: http.StatusUnprocessableEntity,
+	cardrail.CodeInsufficientCardFunds:   http.StatusUnprocessableEntity,
+	cardrail.CodeAmountExceedsRefundable: http.StatusUnprocessableEntity,
+	cardrail.CodeAmountExceedsDisputable: http.StatusUnprocessableEntity,
+	cardrail.CodeAmountExceedsHeld:       http.StatusUnprocessableEntity,
+	cardrail.CodeIdempotencyKeyReused:    http.StatusUnprocessableEntity,
+	cardrail.CodeIdempotencyKeyInvalid:   http.StatusUnprocessableEntity,
+	cardrail.CodeWebhookURLRefused:       http.StatusUnprocessableEntity,
+	cardrail.CodeUnknownEventType:        http.StatusUnprocessableEntity,
+
+	cardrail.CodeInternal: http.StatusInternalServerError,
+}
+
+// Problem is an RFC 9457 problem document with Cardrail's extensions.
+type Problem struct {
+	Type      string                `json:"type"`
+	Title     string                `json:"title"`
+	Status    int                   `json:"status"`
+	Detail    string                `json:"detail"`
+	Code      cardrail.Code         `json:"code"`
+	RequestID string                `json:"request_id"`
+	Errors    []cardrail.FieldError `json:"errors,omitempty"`
+}
+
+// problemFor renders err for the client. Anything that is not a known client
+// error becomes a 500 whose body says nothing internal.
+func problemFor(err error, requestID string) Problem {
+	code := cardrail.ErrorCode(err)
+	status, ok := statusByCode[code]
+	if !ok || code == cardrail.CodeInternal {
+		code, status = cardrail.CodeInternal, http.StatusInternalServerError
+	}
+	p := Problem{
+		Type:      "https://cardrail.dev/problems/" + string(code),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    cardrail.ErrorMessage(err),
+		Code:      code,
+		RequestID: requestID,
+	}
+	if status == http.StatusInternalServerError {
+		p.Detail = "An internal error occurred; quote the request id when reporting it."
+	}
+	var e *cardrail.Error
+	if errors.As(err, &e) {
+		p.Errors = e.Fields
+	}
+	return p
+}

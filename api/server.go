@@ -1,0 +1,251 @@
+// Package api is Cardrail's HTTP layer: the route table, strict decoding,
+// RFC 9457 problems, authentication, idempotency, rate limits, metrics and
+// request logs. Handlers translate between HTTP and the issuing service and
+// hold no business rules.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/issuing"
+)
+
+// BasePath prefixes every API route.
+const BasePath = "/cards/api/v1"
+
+// Verifier turns a bearer token into a caller (auth.Verifier).
+type Verifier interface {
+	Verify(token string) (cardrail.Caller, error)
+}
+
+// Config is what the HTTP layer needs beyond the service.
+type Config struct {
+	// RateLimit is requests per second per caller, burst twice that; 0
+	// turns limiting off.
+	RateLimit float64
+	// RevealLimit is card-details reveals per minute per caller.
+	RevealLimit int
+	// Limiter replaces the in-process limiter (Redis-backed, shared by
+	// instances) when set.
+	Limiter Limiter
+	// Ready reports readiness detail beyond the database (e.g. Redis).
+	Ready func(ctx context.Context) map[string]string
+}
+
+// Server serves the API.
+type Server struct {
+	svc        *issuing.Service
+	verifier   Verifier
+	idem       cardrail.IdempotencyStore
+	log        *slog.Logger
+	cfg        Config
+	limiter    Limiter
+	reveal     Limiter
+	metrics    *metrics
+	mux        *http.ServeMux
+	now        func() time.Time
+	openapiDoc []byte
+}
+
+// New builds the server and its routes.
+func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore, cfg Config, log *slog.Logger) *Server {
+	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics()}
+	s.limiter = cfg.Limiter
+	if s.limiter == nil {
+		s.limiter = NewLocalLimiter(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
+	}
+	if cfg.RevealLimit <= 0 {
+		cfg.RevealLimit = 5
+	}
+	s.reveal = NewLocalLimiter(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
+	for _, rt := range routes() {
+		s.mux.Handle(rt.Method+" "+BasePath+rt.Path+"{$}", s.wrap(rt))
+	}
+	s.mux.HandleFunc("GET /healthz/{$}", s.healthz)
+	s.mux.HandleFunc("GET /readyz/{$}", s.readyz)
+	s.mux.Handle("GET /metrics/{$}", s.metrics.handler())
+	s.mux.HandleFunc("GET "+BasePath+"/openapi.json/{$}", s.openapi)
+	return s
+}
+
+// reqInfo travels with a request so that the outer middleware can log and
+// measure what the inner route learned.
+type reqInfo struct {
+	id      string
+	pattern string
+	caller  *cardrail.Caller
+	err     error
+}
+
+type reqInfoKey struct{}
+
+func info(r *http.Request) *reqInfo {
+	ri, _ := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	if ri == nil {
+		ri = &reqInfo{}
+	}
+	return ri
+}
+
+// ServeHTTP implements http.Handler: request id, trailing-slash
+// normalisation, panic recovery, metrics and one log line per request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 200 || strings.ContainsAny(id, "\r\n") {
+		id = cardrail.NewReference(cardrail.PrefixRequest)
+	}
+	w.Header().Set("X-Request-Id", id)
+	ri := &reqInfo{id: id}
+	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.ErrorContext(r.Context(), "panic", "request_id", id, "panic", v, "stack", string(debug.Stack()))
+			if sw.status == 0 {
+				s.writeError(sw, r, cardrail.Errorf(cardrail.CodeInternal, ""))
+			}
+		}
+		s.observe(r, ri, sw.status, time.Since(start))
+	}()
+	// A path without its trailing slash answers the same, without a redirect.
+	if !strings.HasSuffix(r.URL.Path, "/") {
+		r.URL.Path += "/"
+		r.URL.RawPath = ""
+	}
+	r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.noRoute(sw, r)
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// noRoute answers 405 when the path exists under another method, else 404,
+// both as problems.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := s.mux.Handler(probe); p != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeMethodNotAllowed, "%s is not allowed here; use %s.", r.Method, strings.Join(allow, " or ")))
+		return
+	}
+	s.writeError(w, r, cardrail.Errorf(cardrail.CodeNotFound, "No such endpoint."))
+}
+
+func (s *Server) observe(r *http.Request, ri *reqInfo, status int, d time.Duration) {
+	pattern := ri.pattern
+	if pattern == "" {
+		pattern = "unmatched"
+	}
+	s.metrics.observe(r.Method, pattern, status, d)
+	attrs := []any{"request_id", ri.id, "method", r.Method, "route", pattern, "status", status,
+		"duration_ms", float64(d.Microseconds()) / 1000}
+	if ri.caller != nil {
+		attrs = append(attrs, "sub", ri.caller.Subject, "livemode", ri.caller.Livemode)
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+		if ri.err != nil {
+			attrs = append(attrs, "error", ri.err.Error())
+		}
+	}
+	s.log.Log(r.Context(), level, "request", attrs...)
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// response is what a handler produces; the framework renders it so that
+// idempotency can store exactly the bytes it sent.
+type response struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+func jsonResponse(status int, v any) response {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		panic(err) // every rendered type is plain data; failure is a bug
+	}
+	return response{status: status, contentType: "application/json", body: buf.Bytes()}
+}
+
+func (s *Server) problemResponse(r *http.Request, err error) response {
+	ri := info(r)
+	p := problemFor(err, ri.id)
+	if p.Status >= 500 {
+		ri.err = err
+	}
+	res := jsonResponse(p.Status, p)
+	res.contentType = "application/problem+json"
+	return res
+}
+
+func (s *Server) write(w http.ResponseWriter, res response) {
+	w.Header().Set("Content-Type", res.contentType)
+	w.WriteHeader(res.status)
+	_, _ = w.Write(res.body)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	s.write(w, s.problemResponse(r, err))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	s.write(w, jsonResponse(http.StatusOK, map[string]string{"status": "ok"}))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	detail := map[string]string{"database": "ok"}
+	status := http.StatusOK
+	if err := s.svc.Store().Ping(ctx); err != nil {
+		detail["database"] = "unreachable"
+		status = http.StatusServiceUnavailable
+	}
+	if s.cfg.Ready != nil {
+		for k, v := range s.cfg.Ready(ctx) {
+			detail[k] = v
+		}
+	}
+	detail["status"] = map[bool]string{true: "ready", false: "not_ready"}[status == http.StatusOK]
+	s.write(w, jsonResponse(status, detail))
+}

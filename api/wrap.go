@@ -1,0 +1,157 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cardrail/cardrail"
+)
+
+// wrap turns a route into an http.Handler: authentication, the operator
+// gate, rate limits, then the handler under idempotency for POSTs.
+func (s *Server) wrap(rt route) http.Handler {
+	pattern := rt.Method + " " + BasePath + rt.Path
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ri := info(r)
+		ri.pattern = pattern
+		c, err := s.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cardrail"`)
+			s.writeError(w, r, err)
+			return
+		}
+		ri.caller = &c
+		if rt.Access == operator && !c.IsOperator() {
+			s.writeError(w, r, cardrail.Errorf(cardrail.CodeForbidden, "This endpoint needs the ops role."))
+			return
+		}
+		if !s.rateLimit(w, r, s.limiter, c) {
+			return
+		}
+		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		if r.Method != http.MethodPost || key == "" {
+			s.write(w, s.run(rt, r, c))
+			return
+		}
+		s.idempotent(w, r, rt, c, key)
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (cardrail.Caller, error) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return cardrail.Caller{}, cardrail.Errorf(cardrail.CodeUnauthenticated, "Send Authorization: Bearer <token>.")
+	}
+	return s.verifier.Verify(strings.TrimSpace(token))
+}
+
+// run calls the handler and renders its result or error.
+func (s *Server) run(rt route, r *http.Request, c cardrail.Caller) response {
+	status, body, err := rt.Handle(s, r, c)
+	if err != nil {
+		return s.problemResponse(r, err)
+	}
+	return jsonResponse(status, body)
+}
+
+// idempotent runs a POST at most once per key: the first response is stored
+// and replayed byte for byte; a different request under the same key, or one
+// racing the first, is refused. 401, 429 and 5xx are not stored.
+func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c cardrail.Caller, key string) {
+	if len(key) > 255 {
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1 to 255 characters."))
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.writeError(w, r, decodeReadError(err))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sum := sha256.New()
+	io.WriteString(sum, r.Method+" "+r.URL.Path+"\n")
+	sum.Write(body)
+	fingerprint := hex.EncodeToString(sum.Sum(nil))
+	scope := modeName(c.Livemode) + ":" + c.Subject
+
+	rec, err := s.idem.BeginIdempotent(r.Context(), scope, key, fingerprint, s.now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch rec.Outcome {
+	case cardrail.IdempotencyReplay:
+		w.Header().Set("Idempotent-Replayed", "true")
+		s.write(w, response{status: rec.Status, contentType: rec.ContentType, body: rec.Body})
+		return
+	case cardrail.IdempotencyReused:
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyReused, "This Idempotency-Key was used with a different request."))
+		return
+	case cardrail.IdempotencyInProgress:
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyInProgress, "A request with this Idempotency-Key is still in progress."))
+		return
+	}
+	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key})
+	res := s.run(rt, r.WithContext(ctx), c)
+	// Storing the outcome must not depend on the client still listening.
+	store := r.Context()
+	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
+		err = s.idem.ReleaseIdempotent(withoutCancel(store), scope, key)
+	} else {
+		err = s.idem.CompleteIdempotent(withoutCancel(store), scope, key, res.status, res.contentType, res.body)
+	}
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "idempotency store failed", "request_id", info(r).id, "error", err.Error())
+		s.writeError(w, r, err)
+		return
+	}
+	s.write(w, res)
+}
+
+func decodeReadError(err error) error {
+	var tooBig *http.MaxBytesError
+	if ok := asMaxBytes(err, &tooBig); ok {
+		return cardrail.Errorf(cardrail.CodeBodyTooLarge, "The request body exceeds %d bytes.", tooBig.Limit)
+	}
+	return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
+}
+
+// rateLimit applies l to the caller and sets the RateLimit headers; it
+// writes the 429 itself and reports false when the caller is over the limit.
+func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l Limiter, c cardrail.Caller) bool {
+	d, err := l.Allow(r.Context(), modeName(c.Livemode)+":"+c.Subject)
+	if err != nil {
+		s.log.WarnContext(r.Context(), "rate limiter failed; allowing", "error", err.Error())
+		return true
+	}
+	if d.Limit <= 0 {
+		return true
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(max(d.Remaining, 0)))
+	h.Set("RateLimit-Reset", strconv.Itoa(int((d.Reset+time.Second-1)/time.Second)))
+	if d.Allowed {
+		return true
+	}
+	h.Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
+	s.writeError(w, r, cardrail.Errorf(cardrail.CodeRateLimited, "Too many requests; retry after the Retry-After interval."))
+	return false
+}
+
+func modeName(livemode bool) string {
+	if livemode {
+		return "live"
+	}
+	return "test"
+}

@@ -1,0 +1,209 @@
+// Package app wires Cardrail together from its configuration: storage, the
+// issuing partners, the sealing keys, token verification, the issuing
+// service, the HTTP server and the background workers. cmd/cardrail calls it
+// and so do the end-to-end tests, so both run the same program.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/api"
+	"github.com/cardrail/cardrail/auth"
+	"github.com/cardrail/cardrail/config"
+	"github.com/cardrail/cardrail/issuing"
+	"github.com/cardrail/cardrail/provider"
+	"github.com/cardrail/cardrail/provider/sandbox"
+	"github.com/cardrail/cardrail/seal"
+	"github.com/cardrail/cardrail/store/postgres"
+	"github.com/cardrail/cardrail/store/sqlite"
+	"github.com/cardrail/cardrail/store/sqlstore"
+)
+
+// Settings keys for secrets generated once and kept in the database.
+const (
+	settingSandboxJWTSecret = "sandbox_jwt_secret"
+	settingSandboxKey       = "sandbox_encryption_key"
+	settingSandboxCVVSecret = "sandbox_cvv_secret"
+)
+
+// App is a wired Cardrail instance.
+type App struct {
+	Config   config.Config
+	Store    *sqlstore.Store
+	Service  *issuing.Service
+	Server   *api.Server
+	Registry *provider.Registry
+	Router   *provider.Router
+	// Sandbox gives tests the sandbox partners, to make them fail.
+	Sandbox  map[string]*sandbox.Adapter
+	Verifier *auth.Verifier
+	// SandboxSecret verifies sandbox tokens (HS256).
+	SandboxSecret []byte
+	Log           *slog.Logger
+}
+
+// OpenStore opens the database named by url and applies migrations.
+func OpenStore(ctx context.Context, url string) (*sqlstore.Store, error) {
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		return sqlite.Open(ctx, path)
+	}
+	return postgres.Open(ctx, url)
+}
+
+// New builds an App. The caller runs Workers and closes the App.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	store, err := OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	a, err := build(ctx, cfg, store, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *slog.Logger) (*App, error) {
+	secret, err := SandboxSecret(ctx, store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := keyring(ctx, store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	cvvSecret, err := storedSecret(ctx, store, settingSandboxCVVSecret)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := auth.New(ctx, auth.Config{
+		SandboxSecret: secret, SandboxJWKSURL: cfg.SandboxJWKSURL, ProductionJWKSURL: cfg.ProductionJWKSURL,
+		ProductionPublicKeyFile: cfg.ProductionPublicKeyFile, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token verification: %w", err)
+	}
+	if err := seedCatalogue(ctx, store); err != nil {
+		verifier.Close()
+		return nil, fmt.Errorf("seed sandbox catalogue: %w", err)
+	}
+	reg := provider.NewRegistry()
+	adapters := registerSandboxPartners(reg, cvvSecret)
+	router := provider.NewRouter(reg, provider.RouterConfig{})
+	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow}, log)
+	srv := api.New(svc, verifier, store, api.Config{RateLimit: cfg.RateLimit}, log)
+	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
+		Verifier: verifier, SandboxSecret: secret, Log: log}, nil
+}
+
+// Handler is the HTTP handler.
+func (a *App) Handler() http.Handler { return a.Server }
+
+// Close releases everything.
+func (a *App) Close() {
+	a.Verifier.Close()
+	a.Store.Close()
+}
+
+// Workers runs the background jobs until ctx ends: expiry of stale holds
+// and the purge of idempotency keys older than 24 hours.
+func (a *App) Workers(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		a.Tick(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Tick runs each background job once.
+func (a *App) Tick(ctx context.Context) {
+	for {
+		n, err := a.Service.ExpireStale(ctx, 200)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.Log.Error("expire stale authorizations", "error", err.Error())
+			}
+			break
+		}
+		if n > 0 {
+			a.Log.Info("expired stale authorizations", "count", n)
+		}
+		if n < 200 {
+			break
+		}
+	}
+	if _, err := a.Store.PurgeIdempotent(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+		a.Log.Error("purge idempotency keys", "error", err.Error())
+	}
+}
+
+// SandboxSecret returns the HS256 secret for sandbox tokens: the configured
+// one, or one generated on first start and kept in the database so that
+// `cardrail token` and the server agree.
+func SandboxSecret(ctx context.Context, store cardrail.Store, cfg config.Config) ([]byte, error) {
+	if cfg.SandboxJWTSecret != "" {
+		return []byte(cfg.SandboxJWTSecret), nil
+	}
+	return storedSecret(ctx, store, settingSandboxJWTSecret)
+}
+
+// storedSecret returns a random 32-byte secret kept under key, creating it
+// on first use; concurrent first starts agree on one.
+func storedSecret(ctx context.Context, store cardrail.Store, key string) ([]byte, error) {
+	v, err := store.Setting(ctx, key)
+	if errors.Is(err, cardrail.ErrNoRows) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		if err := store.Tx(ctx, func(tx cardrail.Tx) error {
+			return tx.SetSetting(ctx, key, base64.StdEncoding.EncodeToString(b))
+		}); err != nil {
+			return nil, fmt.Errorf("store %s: %w", key, err)
+		}
+		v, err = store.Setting(ctx, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return base64.StdEncoding.DecodeString(v)
+}
+
+// keyring builds the PAN-sealing keys: the configured key is current when
+// set (required once production is on); the generated sandbox key stays in
+// the ring so cards sealed before a key was configured can still be opened.
+func keyring(ctx context.Context, store cardrail.Store, cfg config.Config) (*seal.Keyring, error) {
+	if cfg.EncryptionKey == "" && cfg.ProductionEnabled() {
+		return nil, errors.New("CARDRAIL_ENCRYPTION_KEY is required when production tokens are configured")
+	}
+	generated, err := storedSecret(ctx, store, settingSandboxKey)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[string][]byte{seal.KeyID(generated): generated}
+	current := seal.KeyID(generated)
+	if cfg.EncryptionKey != "" {
+		k, err := seal.ParseKey(cfg.EncryptionKey)
+		if err != nil {
+			return nil, fmt.Errorf("CARDRAIL_ENCRYPTION_KEY: %w", err)
+		}
+		current = seal.KeyID(k)
+		keys[current] = k
+	}
+	return seal.NewKeyring(current, keys)
+}

@@ -1,0 +1,181 @@
+// Command cardrail runs the Cardrail card-issuing API.
+//
+//	cardrail serve     the API and its background workers
+//	cardrail migrate   apply schema migrations
+//	cardrail token     print a sandbox token
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cardrail/cardrail/app"
+	"github.com/cardrail/cardrail/auth"
+	"github.com/cardrail/cardrail/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "cardrail:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: cardrail <command> [flags]
+
+commands:
+  serve     run the API and its background workers
+  migrate   apply schema migrations and exit
+  token     print a sandbox token (cardrail token --sub USER [--country CC] [--kyc verified] [--role ops] [--ttl 24h])
+
+Configuration is by environment; see README.md.`
+
+// run is main without the process: tests call it with their own
+// environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command")
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, cfg, args[1:], stdout)
+	case "migrate":
+		s, err := app.OpenStore(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "migrations applied to %s\n", redact(cfg.DatabaseURL))
+		return s.Close()
+	case "token":
+		return token(ctx, cfg, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func serve(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (CARDRAIL_ADDR)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "sqlite:PATH or postgres://… (CARDRAIL_DATABASE_URL)")
+	workEvery := fs.Duration("worker-interval", 5*time.Second, "how often background jobs run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	srv := &http.Server{
+		Addr: cfg.Addr, Handler: a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	workers, stopWorkers := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Workers(workers, *workEvery)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("cardrail serving", "addr", cfg.Addr, "database", redact(cfg.DatabaseURL),
+		"production", cfg.ProductionEnabled(), "hint", "mint a sandbox token with: cardrail token --sub alice")
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(shut)
+		cancel()
+	}
+	stopWorkers()
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// redact hides a database URL's password.
+func redact(url string) string {
+	if at := strings.LastIndex(url, "@"); at > 0 {
+		if scheme := strings.Index(url, "://"); scheme > 0 && scheme < at {
+			userinfo := url[scheme+3 : at]
+			if user, _, ok := strings.Cut(userinfo, ":"); ok {
+				return url[:scheme+3] + user + ":***" + url[at:]
+			}
+		}
+	}
+	return url
+}
+
+type roles []string
+
+func (r *roles) String() string     { return strings.Join(*r, ",") }
+func (r *roles) Set(v string) error { *r = append(*r, v); return nil }
+
+func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sub := fs.String("sub", "", "the user (required)")
+	country := fs.String("country", "US", "the user's market, ISO 3166-1 alpha-2")
+	kyc := fs.String("kyc", "", "verification state (verified)")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
+	var rs roles
+	fs.Var(&rs, "role", "a role (ops); repeatable")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sub == "" {
+		return errors.New("token: --sub is required")
+	}
+	store, err := app.OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	secret, err := app.SandboxSecret(ctx, store, cfg)
+	if err != nil {
+		return err
+	}
+	tok, err := auth.MintSandbox(secret, auth.TokenRequest{Subject: *sub, Country: strings.ToUpper(*country), KYC: *kyc,
+		Roles: rs, TTL: *ttl, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

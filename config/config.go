@@ -1,0 +1,94 @@
+// Package config reads Cardrail's configuration once, at start-up, from the
+// environment into a typed struct. No other package reads the environment.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting, with its environment variable beside it.
+type Config struct {
+	Addr                    string        // CARDRAIL_ADDR
+	DatabaseURL             string        // CARDRAIL_DATABASE_URL: sqlite:PATH or postgres://…
+	SandboxJWTSecret        string        // CARDRAIL_SANDBOX_JWT_SECRET (raw bytes of the string)
+	SandboxJWKSURL          string        // CARDRAIL_SANDBOX_JWKS_URL
+	ProductionJWKSURL       string        // CARDRAIL_PRODUCTION_JWKS_URL
+	ProductionPublicKeyFile string        // CARDRAIL_PRODUCTION_JWT_PUBLIC_KEY_FILE
+	JWTIssuer               string        // CARDRAIL_JWT_ISSUER
+	JWTAudience             string        // CARDRAIL_JWT_AUDIENCE
+	EncryptionKey           string        // CARDRAIL_ENCRYPTION_KEY (base64 of 32 bytes)
+	RedisURL                string        // CARDRAIL_REDIS_URL
+	RateLimit               float64       // CARDRAIL_RATE_LIMIT (requests/s per caller; 0 = off)
+	HoldWindow              time.Duration // CARDRAIL_HOLD_WINDOW
+	WebhookAllowPrivate     bool          // CARDRAIL_WEBHOOK_ALLOW_PRIVATE
+	LogLevel                string        // CARDRAIL_LOG_LEVEL (debug, info, warn, error)
+}
+
+// Default is the configuration with nothing set: sandbox on an embedded
+// SQLite file.
+func Default() Config {
+	return Config{
+		Addr:        "127.0.0.1:8080",
+		DatabaseURL: "sqlite:cardrail.db",
+		RateLimit:   50,
+		HoldWindow:  168 * time.Hour,
+		LogLevel:    "info",
+	}
+}
+
+// FromEnv reads the configuration through getenv (os.Getenv in main, a map
+// in tests).
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Default()
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	str("CARDRAIL_ADDR", &c.Addr)
+	str("CARDRAIL_DATABASE_URL", &c.DatabaseURL)
+	if v := getenv("CARDRAIL_SANDBOX_JWT_SECRET"); v != "" {
+		c.SandboxJWTSecret = v // raw bytes: not trimmed
+	}
+	str("CARDRAIL_SANDBOX_JWKS_URL", &c.SandboxJWKSURL)
+	str("CARDRAIL_PRODUCTION_JWKS_URL", &c.ProductionJWKSURL)
+	str("CARDRAIL_PRODUCTION_JWT_PUBLIC_KEY_FILE", &c.ProductionPublicKeyFile)
+	str("CARDRAIL_JWT_ISSUER", &c.JWTIssuer)
+	str("CARDRAIL_JWT_AUDIENCE", &c.JWTAudience)
+	str("CARDRAIL_ENCRYPTION_KEY", &c.EncryptionKey)
+	str("CARDRAIL_REDIS_URL", &c.RedisURL)
+	str("CARDRAIL_LOG_LEVEL", &c.LogLevel)
+	if v := strings.TrimSpace(getenv("CARDRAIL_RATE_LIMIT")); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return c, fmt.Errorf("CARDRAIL_RATE_LIMIT: %q is not a non-negative number", v)
+		}
+		c.RateLimit = f
+	}
+	if v := strings.TrimSpace(getenv("CARDRAIL_HOLD_WINDOW")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("CARDRAIL_HOLD_WINDOW: %q is not a positive duration like 168h", v)
+		}
+		c.HoldWindow = d
+	}
+	if v := strings.TrimSpace(getenv("CARDRAIL_WEBHOOK_ALLOW_PRIVATE")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("CARDRAIL_WEBHOOK_ALLOW_PRIVATE: %q is not true or false", v)
+		}
+		c.WebhookAllowPrivate = b
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return c, fmt.Errorf("CARDRAIL_DATABASE_URL: %q is neither sqlite:PATH nor postgres://…", c.DatabaseURL)
+	}
+	return c, nil
+}
+
+// ProductionEnabled reports whether production tokens can be verified.
+func (c Config) ProductionEnabled() bool {
+	return c.ProductionJWKSURL != "" || c.ProductionPublicKeyFile != ""
+}

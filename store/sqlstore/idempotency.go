@@ -1,0 +1,101 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cardrail/cardrail"
+)
+
+// Idempotency keys live 24 hours; one whose holder has not finished or
+// applied anything within staleAfter is taken over by the next request (the
+// server's own request timeout is far shorter).
+const (
+	idempotencyTTL = 24 * time.Hour
+	staleAfter     = 2 * time.Minute
+)
+
+var _ cardrail.IdempotencyStore = (*Store)(nil)
+
+// BeginIdempotent implements cardrail.IdempotencyStore.
+func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (cardrail.IdempotencyRecord, error) {
+	for range 3 {
+		n, err := s.conn.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, applied, created_at)
+			VALUES ($1, $2, $3, FALSE, $4) ON CONFLICT (scope, key) DO NOTHING`, scope, key, fingerprint, micros(now))
+		if err != nil {
+			return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency begin: %w", err)
+		}
+		if n == 1 {
+			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted}, nil
+		}
+		var (
+			fp          string
+			applied     bool
+			status      *int
+			contentType *string
+			body        []byte
+			created     int64
+		)
+		err = s.conn.QueryRow(ctx, `SELECT fingerprint, applied, response_status, response_type, response_body, created_at
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&fp, &applied, &status, &contentType, &body, &created)
+		if notFound(err) {
+			continue // released between our insert and read: try again
+		}
+		if err != nil {
+			return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency read: %w", err)
+		}
+		age := now.Sub(fromMicros(created))
+		if age > idempotencyTTL {
+			if _, err := s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3`, scope, key, created); err != nil {
+				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency expire: %w", err)
+			}
+			continue
+		}
+		if fp != fingerprint {
+			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyReused}, nil
+		}
+		if status != nil {
+			rec := cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyReplay, Status: *status, Body: body}
+			if contentType != nil {
+				rec.ContentType = *contentType
+			}
+			return rec, nil
+		}
+		if !applied && age > staleAfter {
+			// The holder died before its effect committed: nothing happened,
+			// so this request may run it.
+			n, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET created_at = $1 WHERE scope = $2 AND key = $3
+				AND created_at = $4 AND applied = FALSE AND response_status IS NULL`, micros(now), scope, key, created)
+			if err != nil {
+				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency take over: %w", err)
+			}
+			if n == 1 {
+				return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted}, nil
+			}
+		}
+		return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyInProgress}, nil
+	}
+	return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyInProgress}, nil
+}
+
+// CompleteIdempotent implements cardrail.IdempotencyStore.
+func (s *Store) CompleteIdempotent(ctx context.Context, scope, key string, status int, contentType string, body []byte) error {
+	_, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET response_status = $1, response_type = $2, response_body = $3
+		WHERE scope = $4 AND key = $5`, status, contentType, body, scope, key)
+	if err != nil {
+		return fmt.Errorf("idempotency complete: %w", err)
+	}
+	return nil
+}
+
+// ReleaseIdempotent implements cardrail.IdempotencyStore.
+func (s *Store) ReleaseIdempotent(ctx context.Context, scope, key string) error {
+	_, err := s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL AND applied = FALSE`, scope, key)
+	return err
+}
+
+// PurgeIdempotent implements cardrail.IdempotencyStore.
+func (s *Store) PurgeIdempotent(ctx context.Context, cutoff time.Time) (int64, error) {
+	return s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, micros(cutoff))
+}
