@@ -1,0 +1,448 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/config"
+	"github.com/cardrail/cardrail/internal/apptest"
+	"github.com/cardrail/cardrail/internal/testdb"
+	"github.com/cardrail/cardrail/provider/sandbox"
+)
+
+func TestConventions(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		card := alice.NewCard("usd_visa_virtual")
+
+		t.Run("paths answer with and without the trailing slash, without redirect", func(t *testing.T) {
+			for _, p := range []string{"/managed-cards/" + card + "/", "/managed-cards/" + card} {
+				r := alice.Do("GET", p, nil)
+				if r.Status != http.StatusOK || r.Str("reference") != card {
+					t.Fatalf("GET %s: %d %s", p, r.Status, r.Body)
+				}
+			}
+			r := alice.Do("POST", "/managed-cards/"+card+"/freeze", nil)
+			if r.Status != http.StatusOK || r.Str("status") != "frozen" {
+				t.Fatalf("POST without slash: %d %s", r.Status, r.Body)
+			}
+			alice.Must(200, "POST", "/managed-cards/"+card+"/unfreeze/", nil)
+		})
+		t.Run("request id is echoed, or made", func(t *testing.T) {
+			r := alice.Do("GET", "/programs/", nil, "X-Request-Id", "trace-123")
+			if got := r.Header.Get("X-Request-Id"); got != "trace-123" {
+				t.Fatalf("X-Request-Id = %q", got)
+			}
+			r = alice.Do("GET", "/programs/", nil)
+			if !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
+				t.Fatalf("generated X-Request-Id = %q", r.Header.Get("X-Request-Id"))
+			}
+		})
+		problems := []struct {
+			name   string
+			method string
+			path   string
+			body   any
+			status int
+			code   string
+		}{
+			{"malformed JSON is 400", "POST", "/managed-cards/", `{"program":`, 400, "malformed_request"},
+			{"two JSON values are 400", "POST", "/managed-cards/", `{"program":"usd_visa_virtual"} {}`, 400, "malformed_request"},
+			{"unknown field is 422", "POST", "/managed-cards/", `{"program":"usd_visa_virtual","status":"active"}`, 422, "validation_failed"},
+			{"wrong type is 422", "POST", "/managed-cards/", `{"program":7}`, 422, "validation_failed"},
+			{"unknown program is 422", "POST", "/managed-cards/", `{"program":"nope"}`, 422, "validation_failed"},
+			{"missing program is 422", "POST", "/managed-cards/", `{}`, 422, "validation_failed"},
+			{"21 metadata keys are 422", "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual", "metadata": manyKeys(21)}, 422, "validation_failed"},
+			{"array body is 400", "POST", "/managed-cards/", `[1]`, 400, "malformed_request"},
+			{"unknown card is 404", "GET", "/managed-cards/card_01m85pzhch41z3xs03np47j63w/", nil, 404, "not_found"},
+			{"garbage reference is 404", "GET", "/managed-cards/../../etc/", nil, 404, "not_found"},
+			{"unknown path is 404", "GET", "/nothing/", nil, 404, "not_found"},
+			{"wrong method is 405", "DELETE", "/programs/", nil, 405, "method_not_allowed"},
+			{"bad limit is 422", "GET", "/managed-cards/?limit=0", nil, 422, "validation_failed"},
+			{"limit over 100 is 422", "GET", "/managed-cards/?limit=101", nil, 422, "validation_failed"},
+			{"foreign cursor is 422", "GET", "/managed-cards/?cursor=auth_01m85pzhch41z3xs03np47j63w", nil, 422, "validation_failed"},
+			{"unknown status filter is 422", "GET", "/managed-cards/?status=lost", nil, 422, "validation_failed"},
+			{"oversized body is 413", "POST", "/managed-cards/", `{"program":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "request_too_large"},
+		}
+		for _, tc := range problems {
+			t.Run(tc.name, func(t *testing.T) {
+				r := alice.Do(tc.method, tc.path, tc.body)
+				if r.Status != tc.status || r.Code() != tc.code {
+					t.Fatalf("status %d code %q, want %d %q: %s", r.Status, r.Code(), tc.status, tc.code, r.Body)
+				}
+				if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+					t.Fatalf("Content-Type %q", ct)
+				}
+				p := r.JSON()
+				for _, f := range []string{"type", "title", "status", "detail", "code", "request_id"} {
+					if _, ok := p[f]; !ok {
+						t.Fatalf("problem lacks %q: %s", f, r.Body)
+					}
+				}
+			})
+		}
+		t.Run("validation problems name the field", func(t *testing.T) {
+			r := alice.Do("POST", "/managed-cards/", `{"program":"usd_visa_virtual","colour":"red"}`)
+			errs, _ := r.JSON()["errors"].([]any)
+			if len(errs) != 1 || errs[0].(map[string]any)["field"] != "colour" {
+				t.Fatalf("errors = %v", r.JSON()["errors"])
+			}
+		})
+		t.Run("form-encoded bodies are refused", func(t *testing.T) {
+			r := alice.Do("POST", "/managed-cards/", "program=usd_visa_virtual", "Content-Type", "application/x-www-form-urlencoded")
+			if r.Status != 415 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+		})
+		t.Run("no request left a partial write", func(t *testing.T) {
+			page := alice.Must(200, "GET", "/managed-cards/?limit=100", nil).JSON()
+			if n := len(page["data"].([]any)); n != 1 {
+				t.Fatalf("alice has %d cards, want 1", n)
+			}
+		})
+	})
+}
+
+func manyKeys(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[fmt.Sprintf("k%d", i)] = "v"
+	}
+	return m
+}
+
+func TestAuthentication(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	now := time.Now()
+	sign := func(method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+		tok, err := jwt.NewWithClaims(method, claims).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := jwt.MapClaims{"sub": "alice", "country": "US", "exp": now.Add(time.Hour).Unix()}
+	expired := jwt.MapClaims{"sub": "alice", "exp": now.Add(-2 * time.Minute).Unix()}
+	noExp := jwt.MapClaims{"sub": "alice"}
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, good).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	cases := []struct {
+		name   string
+		header string
+		status int
+	}{
+		{"valid sandbox token", "Bearer " + sign(jwt.SigningMethodHS256, env.App.SandboxSecret, good), 200},
+		{"no header", "", 401},
+		{"not bearer", "Basic YWxpY2U6cHc=", 401},
+		{"garbage token", "Bearer not.a.jwt", 401},
+		{"forged with another secret", "Bearer " + sign(jwt.SigningMethodHS256, []byte("guess"), good), 401},
+		{"expired", "Bearer " + sign(jwt.SigningMethodHS256, env.App.SandboxSecret, expired), 401},
+		{"no exp", "Bearer " + sign(jwt.SigningMethodHS256, env.App.SandboxSecret, noExp), 401},
+		{"alg none", "Bearer " + none, 401},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := env.WithToken("")
+			var r *apptest.Response
+			if tc.header == "" {
+				r = c.Do("GET", "/programs/", nil)
+			} else {
+				r = c.Do("GET", "/programs/", nil, "Authorization", tc.header)
+			}
+			if r.Status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, r.Body)
+			}
+			if tc.status == 401 && (r.Code() != "unauthenticated" || r.Header.Get("WWW-Authenticate") == "") {
+				t.Fatalf("401 without code or WWW-Authenticate: %s", r.Body)
+			}
+		})
+	}
+}
+
+// prodProvider is a production issuing partner for tests: Cardrail ships no
+// real partner adapter, so the production path is exercised with this one.
+type prodProvider struct{ *sandbox.Adapter }
+
+func (prodProvider) Sandbox() bool { return false }
+
+// productionEnv starts an app with production tokens verified by an RSA key,
+// a production program open in NG routed to a registered production partner,
+// and returns a function minting production tokens.
+func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, kyc string) string) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pemFile := filepath.Join(t.TempDir(), "prod.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	encKey := make([]byte, 32)
+	_, _ = rand.Read(encKey)
+	env := apptest.New(t, url, func(c *config.Config) {
+		c.ProductionPublicKeyFile = pemFile
+		c.EncryptionKey = base64.StdEncoding.EncodeToString(encKey)
+	})
+	env.App.Registry.Register(prodProvider{sandbox.New(sandbox.Config{Name: "partner_ng", Countries: []string{"NG"}, Currencies: []string{"NGN", "USD"}, Secret: []byte("x")})})
+	ctx := context.Background()
+	err = env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
+		for _, p := range []cardrail.Program{
+			{Code: "ngn_live", Name: "NGN Live", Brand: "verve", CardType: "virtual", Currency: "NGN", Markets: []string{"NG"},
+				Status: cardrail.ProgramEnabled, Providers: []string{"partner_ng"}, Livemode: true},
+			{Code: "usd_live", Name: "USD Live", Brand: "visa", CardType: "virtual", Currency: "USD", Markets: []string{"NG", "GB"},
+				Status: cardrail.ProgramEnabled, Providers: []string{"partner_ng"}, Livemode: true},
+		} {
+			if err := tx.SaveProgram(ctx, &p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(sub, country, kyc string) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": sub, "country": country, "kyc": kyc,
+			"exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	return env, mint
+}
+
+func TestModesAndProductionGating(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env, mint := productionEnv(t, url)
+		sandboxAlice := env.Client("alice", "NG")
+		liveAlice := env.WithToken(mint("alice", "NG", "verified"))
+
+		sandboxCard := sandboxAlice.NewCard("ngn_verve_virtual")
+		t.Run("production sees only production programs", func(t *testing.T) {
+			page := liveAlice.Must(200, "GET", "/programs/", nil).JSON()
+			var codes []string
+			for _, p := range page["data"].([]any) {
+				codes = append(codes, p.(map[string]any)["code"].(string))
+				if p.(map[string]any)["livemode"] != true {
+					t.Fatalf("livemode false in production list: %v", p)
+				}
+			}
+			if strings.Join(codes, ",") != "ngn_live,usd_live" {
+				t.Fatalf("codes %v", codes)
+			}
+		})
+		liveCard := liveAlice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "ngn_live"})
+		t.Run("a verified production card is live", func(t *testing.T) {
+			if liveCard.JSON()["livemode"] != true || liveCard.Str("provider") != "partner_ng" || liveCard.Str("status") != "active" {
+				t.Fatalf("card %s", liveCard.Body)
+			}
+		})
+		t.Run("objects of one mode are invisible in the other", func(t *testing.T) {
+			liveAlice.Must(404, "GET", "/managed-cards/"+sandboxCard+"/", nil)
+			sandboxAlice.Must(404, "GET", "/managed-cards/"+liveCard.Str("reference")+"/", nil)
+			list := liveAlice.Must(200, "GET", "/managed-cards/", nil).JSON()["data"].([]any)
+			if len(list) != 1 {
+				t.Fatalf("production list has %d cards", len(list))
+			}
+		})
+		gating := []struct {
+			name    string
+			token   string
+			program string
+			status  int
+			code    string
+		}{
+			{"unverified caller", mint("bob", "NG", ""), "ngn_live", 403, "verification_required"},
+			{"country not activated", mint("carol", "KE", "verified"), "ngn_live", 403, "country_not_activated"},
+			{"no provider supports the country", mint("dave", "GB", "verified"), "usd_live", 403, "provider_unsupported"},
+			{"production cannot use a sandbox program", mint("erin", "NG", "verified"), "usd_visa_virtual", 422, "validation_failed"},
+		}
+		for _, tc := range gating {
+			t.Run(tc.name, func(t *testing.T) {
+				r := env.WithToken(tc.token).Do("POST", "/managed-cards/", map[string]any{"program": tc.program})
+				if r.Status != tc.status || r.Code() != tc.code {
+					t.Fatalf("status %d code %q, want %d %q: %s", r.Status, r.Code(), tc.status, tc.code, r.Body)
+				}
+			})
+		}
+		t.Run("an operator's verification overrides the token", func(t *testing.T) {
+			ctx := context.Background()
+			if err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
+				return tx.SetCardholder(ctx, &cardrail.Cardholder{Subject: "bob", KYC: "verified", Livemode: true, UpdatedAt: time.Now()})
+			}); err != nil {
+				t.Fatal(err)
+			}
+			env.WithToken(mint("bob", "NG", "")).Must(201, "POST", "/managed-cards/", map[string]any{"program": "ngn_live"})
+		})
+		t.Run("card details are never revealed in production", func(t *testing.T) {
+			r := liveAlice.Do("GET", "/managed-cards/"+liveCard.Str("reference")+"/details/", nil)
+			if r.Status != 403 || r.Code() != "sandbox_only" {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
+		t.Run("cardholders cannot send network events in production", func(t *testing.T) {
+			liveRef := liveCard.Str("reference")
+			ctx := context.Background()
+			if _, err := env.App.Service.Deposit(ctx, cardrail.Caller{Subject: "alice", Livemode: true}, "alice", 1000, "NGN"); err != nil {
+				t.Fatal(err)
+			}
+			liveAlice.Must(200, "POST", "/managed-cards/"+liveRef+"/fund/", map[string]any{"amount": 1000})
+			auth := liveAlice.Must(201, "POST", "/managed-cards/"+liveRef+"/authorize/", map[string]any{"amount": 100, "currency": "NGN",
+				"merchant": map[string]any{"name": "Shop", "mcc": "5411", "country": "NG"}})
+			r := liveAlice.Do("POST", "/authorizations/"+auth.Str("reference")+"/settle/", nil)
+			if r.Status != 403 || r.Code() != "forbidden" {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+			if r := liveAlice.Do("POST", "/sandbox/wallets/deposit/", map[string]any{"amount": 1, "currency": "NGN"}); r.Status != 403 || r.Code() != "sandbox_only" {
+				t.Fatalf("deposit in production: %d %s", r.Status, r.Body)
+			}
+		})
+	})
+}
+
+func TestPrograms(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	cases := []struct {
+		country string
+		want    string
+	}{
+		{"US", "usd_visa_virtual"},
+		{"NG", "ngn_verve_virtual,usd_visa_virtual"},
+		{"KE", "kes_mastercard_virtual,usd_visa_virtual"},
+		{"FR", ""},
+	}
+	for _, tc := range cases {
+		t.Run("market "+tc.country, func(t *testing.T) {
+			var page struct {
+				Data []cardrail.Program `json:"data"`
+			}
+			if err := env.Client("u", tc.country).Must(200, "GET", "/programs/", nil).Decode(&page); err != nil {
+				t.Fatal(err)
+			}
+			var codes []string
+			for _, p := range page.Data {
+				codes = append(codes, p.Code)
+				if len(p.Providers) < 2 {
+					t.Fatalf("program %s routes to %v, want at least two providers", p.Code, p.Providers)
+				}
+			}
+			if got := strings.Join(codes, ","); got != tc.want {
+				t.Fatalf("programs %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("a program outside the caller's market is not found", func(t *testing.T) {
+		us := env.Client("u", "US")
+		us.Must(200, "GET", "/programs/usd_visa_virtual/", nil)
+		us.Must(404, "GET", "/programs/ngn_verve_virtual/", nil)
+		r := us.Do("POST", "/managed-cards/", map[string]any{"program": "ngn_verve_virtual"})
+		if r.Status != 403 || r.Code() != "country_not_activated" {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
+}
+
+func TestRoutingAndFailover(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		alpha, beta := env.App.Sandbox["sandbox_alpha"], env.App.Sandbox["sandbox_beta"]
+		reset := func() {
+			alpha.SetFailure(sandbox.FailNone, 0)
+			beta.SetFailure(sandbox.FailNone, 0)
+		}
+		t.Run("the first healthy provider issues", func(t *testing.T) {
+			if p := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("provider"); p != "sandbox_alpha" {
+				t.Fatalf("provider %q", p)
+			}
+		})
+		t.Run("an erroring provider fails over to the next", func(t *testing.T) {
+			defer reset()
+			alpha.SetFailure(sandbox.FailError, 0)
+			before := beta.Calls()
+			r := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+			if r.Str("provider") != "sandbox_beta" || r.Str("status") != "active" || beta.Calls() != before+1 {
+				t.Fatalf("card %s", r.Body)
+			}
+		})
+		t.Run("every provider failing leaves a failed card with a reason", func(t *testing.T) {
+			defer reset()
+			alpha.SetFailure(sandbox.FailError, 0)
+			beta.SetFailure(sandbox.FailError, 0)
+			r := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+			if r.Str("status") != "failed" || !strings.Contains(r.Str("status_reason"), "sandbox_beta") || r.JSON()["last4"] != nil {
+				t.Fatalf("card %s", r.Body)
+			}
+			if got := alice.Do("POST", "/managed-cards/"+r.Str("reference")+"/freeze/", nil); got.Code() != "invalid_card_state" {
+				t.Fatalf("freeze failed card: %s", got.Body)
+			}
+		})
+		t.Run("a provider held for review gives an under_review card", func(t *testing.T) {
+			defer reset()
+			env.App.Sandbox["sandbox_beta"].SetFailure(sandbox.FailNone, 0)
+			alpha.SetFailure(sandbox.FailReview, 0)
+			if s := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("status"); s != "under_review" {
+				t.Fatalf("status %q", s)
+			}
+		})
+		t.Run("disabled providers are skipped; all disabled is 503 and no card", func(t *testing.T) {
+			ctx := context.Background()
+			set := func(name string, on bool) {
+				if err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
+					return tx.SetProviderState(ctx, cardrail.ProviderState{Name: name, Enabled: on})
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			set("sandbox_alpha", false)
+			if p := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("provider"); p != "sandbox_beta" {
+				t.Fatalf("provider %q", p)
+			}
+			set("sandbox_beta", false)
+			before := len(alice.Must(200, "GET", "/managed-cards/?limit=100", nil).JSON()["data"].([]any))
+			r := alice.Do("POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+			if r.Status != 503 || r.Code() != "provider_unavailable" {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+			after := len(alice.Must(200, "GET", "/managed-cards/?limit=100", nil).JSON()["data"].([]any))
+			if after != before {
+				t.Fatalf("a card was written: %d → %d", before, after)
+			}
+			set("sandbox_alpha", true)
+			set("sandbox_beta", true)
+		})
+	})
+}
+
+func TestTimeoutFailover(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	// Shorten the router's attempt timeout by timing out the first partner
+	// through its context: the sandbox blocks until the router gives up.
+	alpha := env.App.Sandbox["sandbox_alpha"]
+	alpha.SetFailure(sandbox.FailTimeout, 0)
+	defer alpha.SetFailure(sandbox.FailNone, 0)
+	start := time.Now()
+	r := env.Client("alice", "US").Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+	if r.Str("provider") != "sandbox_beta" {
+		t.Fatalf("card %s", r.Body)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("failover took %v", d)
+	}
+}
