@@ -242,14 +242,14 @@ func TestSettleReverseRefundExpire(t *testing.T) {
 				r.Int("settled_amount"), r.Int("reversed_amount"), r.Int("refunded_amount"))
 		}
 		steps := []struct {
-			name    string
-			amount  int64 // authorization amount; 0 continues the previous one
-			action  string
-			body    any
-			status  int
-			want    string // amounts after, or the problem code
-			avail   int64
-			held    int64
+			name   string
+			amount int64 // authorization amount; 0 continues the previous one
+			action string
+			body   any
+			status int
+			want   string // amounts after, or the problem code
+			avail  int64
+			held   int64
 		}{
 			{"hold", 3000, "", nil, 0, "", 7000, 3000},
 			{"partial settle releases the rest", 0, "settle", map[string]any{"amount": 2000}, 200, "settled held=0 settled=2000 reversed=1000 refunded=0", 8000, 0},
