@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/cardrail/cardrail/ratelimit"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -35,9 +36,12 @@ type Config struct {
 	RevealLimit int
 	// Limiter replaces the in-process limiter (Redis-backed, shared by
 	// instances) when set.
-	Limiter Limiter
+	Limiter ratelimit.Limiter
 	// Ready reports readiness detail beyond the database (e.g. Redis).
 	Ready func(ctx context.Context) map[string]string
+	// Webhooks administers webhook endpoints and deliveries for the
+	// operator API; nil leaves those routes answering 503.
+	Webhooks WebhookAdmin
 }
 
 // Server serves the API.
@@ -47,8 +51,8 @@ type Server struct {
 	idem       cardrail.IdempotencyStore
 	log        *slog.Logger
 	cfg        Config
-	limiter    Limiter
-	reveal     Limiter
+	limiter    ratelimit.Limiter
+	reveal     ratelimit.Limiter
 	metrics    *metrics
 	mux        *http.ServeMux
 	now        func() time.Time
@@ -60,12 +64,12 @@ func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore
 	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics()}
 	s.limiter = cfg.Limiter
 	if s.limiter == nil {
-		s.limiter = NewLocalLimiter(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
+		s.limiter = ratelimit.NewLocal(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
 	}
 	if cfg.RevealLimit <= 0 {
 		cfg.RevealLimit = 5
 	}
-	s.reveal = NewLocalLimiter(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
+	s.reveal = ratelimit.NewLocal(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
 	for _, rt := range routes() {
 		s.mux.Handle(rt.Method+" "+BasePath+rt.Path+"{$}", s.wrap(rt))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/cardrail/cardrail/ratelimit"
 	"io"
 	"net/http"
 	"strconv"
@@ -128,7 +129,7 @@ func decodeReadError(err error) error {
 
 // rateLimit applies l to the caller and sets the RateLimit headers; it
 // writes the 429 itself and reports false when the caller is over the limit.
-func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l Limiter, c cardrail.Caller) bool {
+func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.Limiter, c cardrail.Caller) bool {
 	d, err := l.Allow(r.Context(), modeName(c.Livemode)+":"+c.Subject)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "rate limiter failed; allowing", "error", err.Error())

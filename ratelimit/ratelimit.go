@@ -1,9 +1,9 @@
-package api
+// Package ratelimit holds Cardrail's per-caller token buckets: in-process
+// by default, shared through Redis when configured.
+package ratelimit
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -39,10 +39,10 @@ type entry struct {
 	seen time.Time
 }
 
-// NewLocalLimiter returns a limiter refilling perSecond tokens a second into
+// NewLocal returns a limiter refilling perSecond tokens a second into
 // a bucket of burst; perSecond 0 turns limiting off. Buckets idle longer
 // than idle (at least a minute) are forgotten.
-func NewLocalLimiter(perSecond float64, burst int, idle time.Duration) *LocalLimiter {
+func NewLocal(perSecond float64, burst int, idle time.Duration) *LocalLimiter {
 	if burst < 1 {
 		burst = 1
 	}
@@ -83,7 +83,3 @@ func (l *LocalLimiter) Allow(_ context.Context, key string) (Decision, error) {
 	d.Reset = time.Duration((float64(l.burst) - tokens) * float64(perToken))
 	return d, nil
 }
-
-func asMaxBytes(err error, target **http.MaxBytesError) bool { return errors.As(err, target) }
-
-func withoutCancel(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
