@@ -82,6 +82,11 @@ type Reader interface {
 	// before now, oldest first.
 	StaleAuthorizations(ctx context.Context, now time.Time, limit int) ([]Authorization, error)
 
+	Dispute(ctx context.Context, livemode bool, owner, ref string) (*Dispute, error)
+	Disputes(ctx context.Context, f DisputeFilter) (Page[Dispute], error)
+	AuditLog(ctx context.Context, livemode bool, p ListParams) (Page[AuditRecord], error)
+	Events(ctx context.Context, f EventFilter) (Page[Event], error)
+
 	// AccountBalances sums every account by mode, currency and kind.
 	AccountBalances(ctx context.Context, livemode bool) ([]AccountBalance, error)
 
@@ -120,6 +125,15 @@ type Tx interface {
 	// SpendUsed returns the card's approved spend in each window.
 	SpendUsed(ctx context.Context, card string, windows ...string) (map[string]int64, error)
 	AddSpend(ctx context.Context, card, window string, delta int64) error
+
+	DisputeForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Dispute, error)
+	InsertDispute(ctx context.Context, d *Dispute) error
+	// UpdateDispute writes d's status if the stored status is from, else
+	// returns ErrStale.
+	UpdateDispute(ctx context.Context, d *Dispute, from DisputeStatus) error
+	// DisputedAmount sums the authorization's active disputes and counts
+	// its pending ones.
+	DisputedAmount(ctx context.Context, authorization string) (amount int64, pending int, err error)
 
 	SetCardholder(ctx context.Context, c *Cardholder) error
 	InsertEvent(ctx context.Context, e *Event) error

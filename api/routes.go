@@ -35,6 +35,15 @@ type route struct {
 // routes is every API endpoint, in one list: the mux, the OpenAPI check and
 // the operator-access matrix test all read it.
 func routes() []route {
+	all := cardholderRoutes()
+	all = append(all, disputeRoutes()...)
+	all = append(all, opsRoutes()...)
+	return all
+}
+
+// cardholderRoutes are the programs, cards, wallets and authorizations
+// endpoints a cardholder calls.
+func cardholderRoutes() []route {
 	return []route{
 		{"GET", "/programs/", "listPrograms", cardholder, false, listPrograms},
 		{"GET", "/programs/{code}/", "getProgram", cardholder, false, getProgram},

@@ -109,7 +109,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", id)
 	ri := &reqInfo{id: id}
-	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
+	ctx := context.WithValue(r.Context(), reqInfoKey{}, ri)
+	r = r.WithContext(cardrail.WithRequestID(ctx, id))
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		if v := recover(); v != nil {

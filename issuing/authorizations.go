@@ -3,6 +3,7 @@ package issuing
 import (
 	"context"
 	"errors"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -119,6 +120,9 @@ type NetworkEvent struct {
 	// AsOperator marks the operator API (any owner); in production only
 	// operators and partners may send network events.
 	AsOperator bool
+	// Audit records the action in the audit log (operators' requests; not
+	// the expiry job).
+	Audit bool
 }
 
 // Settle captures up to the held amount; the rest of the hold is released.
@@ -172,8 +176,15 @@ func (s *Service) networkEvent(ctx context.Context, c cardrail.Caller, ref strin
 		if err != nil {
 			return err
 		}
+		before := *a
 		if err := act(ctx, tx, card, a, ev.Amount); err != nil {
 			return err
+		}
+		if ev.Audit {
+			action := "authorization." + strings.ToLower(op[strings.LastIndexByte(op, '.')+1:])
+			if err := s.audit(ctx, tx, c, action, a.Reference, before, a); err != nil {
+				return err
+			}
 		}
 		out = a
 		return s.emit(ctx, tx, cardrail.EventAuthorizationUpdated, a.Livemode, a.Reference, a)
@@ -263,13 +274,16 @@ func (s *Service) refund(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 	if a.Status != cardrail.AuthSettled {
 		return cardrail.Errorf(cardrail.CodeInvalidAuthorizationState, "Authorization %s is %s; only settled authorizations can be refunded.", a.Reference, a.Status)
 	}
-	refundable := a.SettledAmount - a.RefundedAmount
+	refundable, _, err := disputable(ctx, tx, a)
+	if err != nil {
+		return err
+	}
 	if amount == 0 {
 		amount = refundable
 	}
 	if amount == 0 || amount > refundable {
-		return cardrail.Errorf(cardrail.CodeAmountExceedsRefundable, "Authorization %s has %s left to refund.", a.Reference,
-			cardrail.Money{Amount: refundable, Currency: a.Currency})
+		return cardrail.Errorf(cardrail.CodeAmountExceedsRefundable, "Authorization %s has %s left to refund (settled, less refunds and disputes).", a.Reference,
+			cardrail.Money{Amount: max(refundable, 0), Currency: a.Currency})
 	}
 	target, err := creditTarget(ctx, tx, card)
 	if err != nil {

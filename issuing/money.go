@@ -23,9 +23,14 @@ func (s *Service) Wallets(ctx context.Context, c cardrail.Caller) ([]cardrail.Wa
 	return s.store.Wallets(ctx, c.Livemode, c.Subject)
 }
 
-// Deposit credits a wallet from the mode's funding account: the sandbox
-// top-up, and the operators' production funding path.
+// Deposit is the sandbox top-up of the caller's own wallet.
 func (s *Service) Deposit(ctx context.Context, c cardrail.Caller, subject string, amount int64, currency string) (*cardrail.Wallet, error) {
+	return s.deposit(ctx, c, subject, amount, currency, false)
+}
+
+// deposit credits a wallet from the mode's funding account, auditing it
+// when an operator does it.
+func (s *Service) deposit(ctx context.Context, c cardrail.Caller, subject string, amount int64, currency string, audited bool) (*cardrail.Wallet, error) {
 	if errs := validateMoney(amount, currency, true); len(errs) > 0 {
 		return nil, cardrail.Invalid(errs...)
 	}
@@ -35,12 +40,18 @@ func (s *Service) Deposit(ctx context.Context, c cardrail.Caller, subject string
 		if err != nil {
 			return err
 		}
+		before := *w
 		e := ledger.Move(ledger.TypeDeposit, c.Livemode, currency, ledger.SystemAccount(c.Livemode, currency, ledger.Funding), w.Reference, amount)
 		if err := tx.Post(ctx, &e); err != nil {
 			return err
 		}
 		if out, err = tx.Wallet(ctx, c.Livemode, subject, currency); err != nil {
 			return err
+		}
+		if audited {
+			if err := s.audit(ctx, tx, c, "wallet.credited", out.Reference, before, out); err != nil {
+				return err
+			}
 		}
 		return s.emit(ctx, tx, cardrail.EventWalletCredited, c.Livemode, out.Reference, out)
 	})

@@ -1,0 +1,205 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/issuing"
+)
+
+// opsRoutes are the operator API: every route needs the ops role and acts
+// in the operator's own mode; every action writes an audit record.
+func opsRoutes() []route {
+	return []route{
+		{"POST", "/ops/programs/{code}/enable/", "opsEnableProgram", operator, false, opsProgramEnabled(true)},
+		{"POST", "/ops/programs/{code}/disable/", "opsDisableProgram", operator, false, opsProgramEnabled(false)},
+		{"POST", "/ops/programs/{code}/countries/", "opsProgramCountries", operator, false, opsProgramCountries},
+		{"POST", "/ops/providers/{name}/enable/", "opsEnableProvider", operator, false, opsProviderEnabled(true)},
+		{"POST", "/ops/providers/{name}/disable/", "opsDisableProvider", operator, false, opsProviderEnabled(false)},
+		{"GET", "/ops/managed-cards/{ref}/", "opsGetCard", operator, false, opsGetCard},
+		{"POST", "/ops/managed-cards/{ref}/block/", "opsBlockCard", operator, false, opsCardAction(issuing.ActionBlock)},
+		{"POST", "/ops/managed-cards/{ref}/unblock/", "opsUnblockCard", operator, false, opsCardAction(issuing.ActionUnblock)},
+		{"POST", "/ops/managed-cards/{ref}/terminate/", "opsTerminateCard", operator, false, opsCardAction(issuing.ActionTerminate)},
+		{"POST", "/ops/managed-cards/{ref}/approve/", "opsApproveCard", operator, false, opsCardAction(issuing.ActionApprove)},
+		{"POST", "/ops/managed-cards/{ref}/reject/", "opsRejectCard", operator, false, opsCardAction(issuing.ActionReject)},
+		{"POST", "/ops/authorizations/{ref}/settle/", "opsSettleAuthorization", operator, false, networkEvent(settle, true)},
+		{"POST", "/ops/authorizations/{ref}/reverse/", "opsReverseAuthorization", operator, false, networkEvent(reverse, true)},
+		{"POST", "/ops/authorizations/{ref}/refund/", "opsRefundAuthorization", operator, false, networkEvent(refund, true)},
+		{"POST", "/ops/cardholders/{sub}/verification/", "opsSetVerification", operator, false, opsSetVerification},
+		{"POST", "/ops/wallets/credit/", "opsCreditWallet", operator, false, opsCreditWallet},
+		{"POST", "/ops/disputes/{ref}/submit/", "opsSubmitDispute", operator, false, opsMoveDispute(cardrail.DisputeSubmitted)},
+		{"POST", "/ops/disputes/{ref}/win/", "opsWinDispute", operator, false, opsMoveDispute(cardrail.DisputeWon)},
+		{"POST", "/ops/disputes/{ref}/lose/", "opsLoseDispute", operator, false, opsMoveDispute(cardrail.DisputeLost)},
+		{"GET", "/ops/audit-log/", "opsListAuditLog", operator, false, opsAuditLog},
+		{"GET", "/ops/events/", "opsListEvents", operator, false, opsEvents},
+		{"GET", "/ops/ledger/balances/", "opsLedgerBalances", operator, false, opsLedgerBalances},
+	}
+}
+
+func opsProgramEnabled(on bool) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		if err := decode(r, &emptyRequest{}); err != nil {
+			return 0, nil, err
+		}
+		p, err := s.svc.SetProgramEnabled(r.Context(), c, r.PathValue("code"), on)
+		return http.StatusOK, p, err
+	}
+}
+
+type countriesRequest struct {
+	Activate   []string `json:"activate"`
+	Deactivate []string `json:"deactivate"`
+}
+
+func opsProgramCountries(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req countriesRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.svc.SetProgramCountries(r.Context(), c, r.PathValue("code"), req.Activate, req.Deactivate)
+	return http.StatusOK, p, err
+}
+
+func opsProviderEnabled(on bool) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		if err := decode(r, &emptyRequest{}); err != nil {
+			return 0, nil, err
+		}
+		st, err := s.svc.SetProviderEnabled(r.Context(), c, r.PathValue("name"), on)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, providerObject{Object: "provider", ProviderState: *st}, nil
+	}
+}
+
+type providerObject struct {
+	Object string `json:"object"`
+	cardrail.ProviderState
+}
+
+func opsGetCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	card, err := s.svc.Card(r.Context(), c, r.PathValue("ref"), true)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, opsCard{Card: card, Owner: card.Owner}, nil
+}
+
+// opsCard shows operators whose card it is.
+type opsCard struct {
+	*cardrail.Card
+	Owner string `json:"owner"`
+}
+
+func opsCardAction(act issuing.CardAction) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		if err := decode(r, &emptyRequest{}); err != nil {
+			return 0, nil, err
+		}
+		card, err := s.svc.OperateCard(r.Context(), c, r.PathValue("ref"), act)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, opsCard{Card: card, Owner: card.Owner}, nil
+	}
+}
+
+type verificationRequest struct {
+	KYC string `json:"kyc"`
+}
+
+func opsSetVerification(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req verificationRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	ch, err := s.svc.SetVerification(r.Context(), c, r.PathValue("sub"), req.KYC)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct {
+		Object string `json:"object"`
+		*cardrail.Cardholder
+	}{"cardholder", ch}, nil
+}
+
+type creditRequest struct {
+	Sub      string `json:"sub"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+func opsCreditWallet(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req creditRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	w, err := s.svc.CreditWallet(r.Context(), c, req.Sub, req.Amount, req.Currency)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct {
+		*cardrail.Wallet
+		Owner string `json:"owner"`
+	}{w, w.Owner}, nil
+}
+
+func opsMoveDispute(to cardrail.DisputeStatus) handler {
+	return func(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+		if err := decode(r, &emptyRequest{}); err != nil {
+			return 0, nil, err
+		}
+		d, err := s.svc.MoveDispute(r.Context(), c, r.PathValue("ref"), to, cardrail.ActorOperator)
+		return http.StatusOK, d, err
+	}
+}
+
+func opsAuditLog(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := listParams(r, cardrail.PrefixAudit)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := s.svc.AuditLog(r.Context(), c, p)
+	return http.StatusOK, renderPage(page), err
+}
+
+func opsEvents(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := listParams(r, cardrail.PrefixEvent)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := s.svc.Events(r.Context(), c, r.URL.Query().Get("type"), r.URL.Query().Get("object"), p)
+	return http.StatusOK, renderPage(page), err
+}
+
+// ledgerBalances is the ledger of one mode: per currency, each kind of
+// account and the total, which is always zero.
+type ledgerBalances struct {
+	Object     string             `json:"object"`
+	Livemode   bool               `json:"livemode"`
+	Currencies []currencyBalances `json:"currencies"`
+}
+
+type currencyBalances struct {
+	Currency string                    `json:"currency"`
+	Accounts []cardrail.AccountBalance `json:"accounts"`
+	Total    int64                     `json:"total"`
+}
+
+func opsLedgerBalances(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	sums, err := s.svc.AccountBalances(r.Context(), c)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := ledgerBalances{Object: "ledger_balances", Livemode: c.Livemode, Currencies: []currencyBalances{}}
+	for _, b := range sums {
+		if n := len(out.Currencies); n == 0 || out.Currencies[n-1].Currency != b.Currency {
+			out.Currencies = append(out.Currencies, currencyBalances{Currency: b.Currency})
+		}
+		cb := &out.Currencies[len(out.Currencies)-1]
+		cb.Accounts = append(cb.Accounts, b)
+		cb.Total += b.Balance
+	}
+	return http.StatusOK, out, nil
+}

@@ -1,0 +1,306 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/cardrail/cardrail/internal/apptest"
+	"github.com/cardrail/cardrail/internal/testdb"
+	"github.com/cardrail/cardrail/provider/sandbox"
+)
+
+// lastAudit returns the newest audit record.
+func lastAudit(t *testing.T, ops *apptest.Client) map[string]any {
+	t.Helper()
+	data := ops.Must(200, "GET", "/ops/audit-log/?limit=1", nil).JSON()["data"].([]any)
+	if len(data) == 0 {
+		t.Fatalf("no audit records")
+	}
+	return data[0].(map[string]any)
+}
+
+func TestOperatorActionsAreAudited(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op-jane", "US", "ops")
+		alice := env.Client("alice", "US")
+		card := alice.FundedCard(5000)
+		auth := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(1000)).Str("reference")
+
+		actions := []struct {
+			name   string
+			path   string
+			body   any
+			action string
+			target string
+			check  func(t *testing.T, r *apptest.Response)
+		}{
+			{"block a card", "/ops/managed-cards/" + card + "/block/", nil, "card.block", card, func(t *testing.T, r *apptest.Response) {
+				if r.Str("status") != "blocked" || r.Str("owner") != "alice" {
+					t.Fatalf("%s", r.Body)
+				}
+				if d := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(10)); d.Str("decline_reason") != "card_not_active" {
+					t.Fatalf("blocked card approved: %s", d.Body)
+				}
+				if f := alice.Do("POST", "/managed-cards/"+card+"/unfreeze/", nil); f.Code() != "invalid_card_state" {
+					t.Fatalf("owner unblocked: %s", f.Body)
+				}
+			}},
+			{"unblock it", "/ops/managed-cards/" + card + "/unblock/", nil, "card.unblock", card, func(t *testing.T, r *apptest.Response) {
+				if r.Str("status") != "active" {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+			{"settle as the network", "/ops/authorizations/" + auth + "/settle/", map[string]any{"amount": 800}, "authorization.settle", auth, func(t *testing.T, r *apptest.Response) {
+				if r.Str("status") != "settled" || r.Int("settled_amount") != 800 {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+			{"refund as the network", "/ops/authorizations/" + auth + "/refund/", map[string]any{"amount": 300}, "authorization.refund", auth, func(t *testing.T, r *apptest.Response) {
+				if r.Int("refunded_amount") != 300 {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+			{"verify a cardholder", "/ops/cardholders/bob/verification/", map[string]any{"kyc": "verified"}, "cardholder.verification", "bob", func(t *testing.T, r *apptest.Response) {
+				if r.Str("kyc") != "verified" {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+			{"credit a wallet", "/ops/wallets/credit/", map[string]any{"sub": "bob", "amount": 2500, "currency": "USD"}, "wallet.credited", "", func(t *testing.T, r *apptest.Response) {
+				if r.Str("owner") != "bob" || r.JSON()["balance"].(map[string]any)["available"].(float64) != 2500 {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+			{"disable a provider", "/ops/providers/sandbox_alpha/disable/", nil, "provider.disabled", "sandbox_alpha", func(t *testing.T, r *apptest.Response) {
+				if p := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("provider"); p != "sandbox_beta" {
+					t.Fatalf("routed to %q", p)
+				}
+			}},
+			{"enable it again", "/ops/providers/sandbox_alpha/enable/", nil, "provider.enabled", "sandbox_alpha", nil},
+			{"close a market", "/ops/programs/usd_visa_virtual/countries/", map[string]any{"deactivate": []string{"US"}}, "program.countries", "usd_visa_virtual", func(t *testing.T, r *apptest.Response) {
+				if n := len(alice.Must(200, "GET", "/programs/", nil).JSON()["data"].([]any)); n != 0 {
+					t.Fatalf("US still sees %d programs", n)
+				}
+			}},
+			{"reopen it", "/ops/programs/usd_visa_virtual/countries/", map[string]any{"activate": []string{"US"}}, "program.countries", "usd_visa_virtual", nil},
+			{"disable the program", "/ops/programs/usd_visa_virtual/disable/", nil, "program.disabled", "usd_visa_virtual", func(t *testing.T, r *apptest.Response) {
+				if d := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(10)); d.Str("decline_reason") != "program_disabled" {
+					t.Fatalf("disabled program approved: %s", d.Body)
+				}
+			}},
+			{"enable the program", "/ops/programs/usd_visa_virtual/enable/", nil, "program.enabled", "usd_visa_virtual", nil},
+			{"terminate the card", "/ops/managed-cards/" + card + "/terminate/", nil, "card.terminate", card, func(t *testing.T, r *apptest.Response) {
+				if r.Str("status") != "terminated" {
+					t.Fatalf("%s", r.Body)
+				}
+			}},
+		}
+		for _, a := range actions {
+			t.Run(a.name, func(t *testing.T) {
+				r := ops.Must(200, "POST", a.path, a.body)
+				if a.check != nil {
+					a.check(t, r)
+				}
+				rec := lastAudit(t, ops)
+				if rec["actor"] != "op-jane" || rec["action"] != a.action || rec["after"] == nil || rec["request_id"] == "" || rec["created_at"] == nil {
+					t.Fatalf("audit record %v", rec)
+				}
+				if a.target != "" && rec["target"] != a.target {
+					t.Fatalf("audit target %v, want %s", rec["target"], a.target)
+				}
+			})
+		}
+		t.Run("the audit record keeps before and after", func(t *testing.T) {
+			data := ops.Must(200, "GET", "/ops/audit-log/?limit=100", nil).JSON()["data"].([]any)
+			for _, d := range data {
+				rec := d.(map[string]any)
+				if rec["action"] == "card.block" {
+					before, _ := json.Marshal(rec["before"])
+					after, _ := json.Marshal(rec["after"])
+					var b, a map[string]any
+					_ = json.Unmarshal(before, &b)
+					_ = json.Unmarshal(after, &a)
+					if b["status"] != "active" || a["status"] != "blocked" {
+						t.Fatalf("before %v after %v", b["status"], a["status"])
+					}
+					return
+				}
+			}
+			t.Fatalf("no card.block record")
+		})
+		conflicts := []struct {
+			name, path, code string
+			status           int
+		}{
+			{"unblock an active card", "/ops/managed-cards/%s/unblock/", "invalid_card_state", 409},
+			{"approve a card not under review", "/ops/managed-cards/%s/approve/", "invalid_card_state", 409},
+			{"block a terminated card", "/ops/managed-cards/%s/block/", "invalid_card_state", 409},
+			{"an unknown card", "/ops/managed-cards/card_01m85pzhch41z3xs03np47j63w/block/%.0s", "not_found", 404},
+			{"an unknown program", "/ops/programs/nope/enable/%.0s", "not_found", 404},
+			{"an unknown provider", "/ops/providers/nope/enable/%.0s", "not_found", 404},
+		}
+		active := alice.NewCard("usd_visa_virtual")
+		for _, c := range conflicts {
+			t.Run("refuses "+c.name, func(t *testing.T) {
+				target := active
+				if c.name == "block a terminated card" {
+					target = card
+				}
+				before := lastAudit(t, ops)["reference"]
+				r := ops.Do("POST", fmt.Sprintf(c.path, target), nil)
+				if r.Status != c.status || r.Code() != c.code {
+					t.Fatalf("%d %s", r.Status, r.Body)
+				}
+				if after := lastAudit(t, ops)["reference"]; after != before {
+					t.Fatalf("a refused action was audited")
+				}
+			})
+		}
+		t.Run("review: approve and reject", func(t *testing.T) {
+			alpha := env.App.Sandbox["sandbox_alpha"]
+			alpha.SetFailure(sandbox.FailReview, 0)
+			defer alpha.SetFailure(sandbox.FailNone, 0)
+			r1 := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("reference")
+			r2 := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("reference")
+			if s := ops.Must(200, "POST", "/ops/managed-cards/"+r1+"/approve/", nil).Str("status"); s != "active" {
+				t.Fatalf("approved → %s", s)
+			}
+			if s := ops.Must(200, "POST", "/ops/managed-cards/"+r2+"/reject/", nil).Str("status"); s != "failed" {
+				t.Fatalf("rejected → %s", s)
+			}
+		})
+		t.Run("operators act in their own mode and see the ledger total zero", func(t *testing.T) {
+			bal := ops.Must(200, "GET", "/ops/ledger/balances/", nil).JSON()
+			for _, c := range bal["currencies"].([]any) {
+				if c.(map[string]any)["total"].(float64) != 0 {
+					t.Fatalf("ledger %v", bal)
+				}
+			}
+			events := ops.Must(200, "GET", "/ops/events/?type=card.authorization.created&limit=100", nil).JSON()["data"].([]any)
+			if len(events) < 2 {
+				t.Fatalf("%d authorization events", len(events))
+			}
+			if r := ops.Do("GET", "/ops/events/?type=nope", nil); r.Status != 422 {
+				t.Fatalf("%d", r.Status)
+			}
+			env.CheckLedger()
+		})
+	})
+}
+
+func TestDisputes(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op", "US", "ops")
+		alice, mallory := env.Client("alice", "US"), env.Client("mallory", "US")
+		card := alice.FundedCard(10_000)
+		auth := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(4000)).Str("reference")
+		pending := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(500)).Str("reference")
+		alice.Must(200, "POST", "/authorizations/"+auth+"/settle/", nil)
+		alice.Must(200, "POST", "/authorizations/"+auth+"/refund/", map[string]any{"amount": 1000})
+
+		bad := []struct {
+			name   string
+			client *apptest.Client
+			body   any
+			status int
+			code   string
+		}{
+			{"a pending authorization", alice, map[string]any{"authorization": pending, "reason": "fraudulent"}, 409, "invalid_authorization_state"},
+			{"an unknown reason", alice, map[string]any{"authorization": auth, "reason": "bored"}, 422, "validation_failed"},
+			{"more than settled minus refunded", alice, map[string]any{"authorization": auth, "reason": "duplicate", "amount": 3001}, 422, "amount_exceeds_disputable"},
+			{"another user's authorization", mallory, map[string]any{"authorization": auth, "reason": "fraudulent"}, 404, "not_found"},
+			{"a fractional amount", alice, `{"authorization": "` + auth + `", "reason": "other", "amount": 1.5}`, 422, "validation_failed"},
+		}
+		for _, tc := range bad {
+			t.Run("refuses "+tc.name, func(t *testing.T) {
+				r := tc.client.Do("POST", "/disputes/", tc.body)
+				if r.Status != tc.status || r.Code() != tc.code {
+					t.Fatalf("%d %s", r.Status, r.Body)
+				}
+			})
+		}
+		d1 := alice.Must(201, "POST", "/disputes/", map[string]any{"authorization": auth, "reason": "not_received", "amount": 1000})
+		t.Run("a dispute opens on what is disputable", func(t *testing.T) {
+			if d1.Str("status") != "open" || d1.Int("amount") != 1000 || d1.Str("card") != card {
+				t.Fatalf("%s", d1.Body)
+			}
+		})
+		t.Run("one open case per authorization", func(t *testing.T) {
+			r := alice.Do("POST", "/disputes/", map[string]any{"authorization": auth, "reason": "duplicate", "amount": 10})
+			if r.Status != 409 || r.Code() != "dispute_already_open" {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
+		t.Run("a refund cannot eat into a disputed amount", func(t *testing.T) {
+			r := alice.Do("POST", "/authorizations/"+auth+"/refund/", map[string]any{"amount": 2001})
+			if r.Status != 422 || r.Code() != "amount_exceeds_refundable" {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
+		t.Run("won credits the card from dispute recovery", func(t *testing.T) {
+			ref := d1.Str("reference")
+			if r := alice.Do("POST", "/disputes/"+ref+"/cancel/", map[string]any{}); r.Status != 200 {
+				// cancel is allowed while open; use a second case for the win path
+				t.Fatalf("cancel: %d %s", r.Status, r.Body)
+			}
+			if r := ops.Do("POST", "/ops/disputes/"+ref+"/submit/", nil); r.Code() != "invalid_dispute_state" {
+				t.Fatalf("submit a canceled case: %s", r.Body)
+			}
+			d2 := alice.Must(201, "POST", "/disputes/", map[string]any{"authorization": auth, "reason": "fraudulent"})
+			if d2.Int("amount") != 3000 {
+				t.Fatalf("default amount %d", d2.Int("amount"))
+			}
+			before, _, _ := balances(t, alice, card)
+			if r := ops.Do("POST", "/ops/disputes/"+d2.Str("reference")+"/win/", nil); r.Code() != "invalid_dispute_state" {
+				t.Fatalf("won before submitted: %s", r.Body)
+			}
+			if r := alice.Do("POST", "/ops/disputes/"+d2.Str("reference")+"/submit/", nil); r.Status != 403 {
+				t.Fatalf("cardholder used ops: %d", r.Status)
+			}
+			ops.Must(200, "POST", "/ops/disputes/"+d2.Str("reference")+"/submit/", nil)
+			if r := alice.Do("POST", "/disputes/"+d2.Str("reference")+"/cancel/", nil); r.Code() != "invalid_dispute_state" {
+				t.Fatalf("canceled a submitted case: %s", r.Body)
+			}
+			won := ops.Must(200, "POST", "/ops/disputes/"+d2.Str("reference")+"/win/", nil)
+			if won.Str("status") != "won" {
+				t.Fatalf("%s", won.Body)
+			}
+			after, _, _ := balances(t, alice, card)
+			if after != before+3000 {
+				t.Fatalf("available %d → %d", before, after)
+			}
+			if r := alice.Do("POST", "/disputes/", map[string]any{"authorization": auth, "reason": "other"}); r.Code() != "amount_exceeds_disputable" {
+				t.Fatalf("disputed again after a win: %s", r.Body)
+			}
+			env.CheckLedger()
+		})
+		t.Run("sandbox helpers advance the owner's dispute only", func(t *testing.T) {
+			a2 := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(700)).Str("reference")
+			alice.Must(200, "POST", "/authorizations/"+a2+"/settle/", nil)
+			d := alice.Must(201, "POST", "/disputes/", map[string]any{"authorization": a2, "reason": "canceled"}).Str("reference")
+			mallory.Must(404, "POST", "/sandbox/disputes/"+d+"/submit/", nil)
+			alice.Must(200, "POST", "/sandbox/disputes/"+d+"/submit/", nil)
+			if s := alice.Must(200, "POST", "/sandbox/disputes/"+d+"/lose/", nil).Str("status"); s != "lost" {
+				t.Fatalf("status %s", s)
+			}
+			list := alice.Must(200, "GET", "/disputes/?authorization="+a2, nil).JSON()["data"].([]any)
+			if len(list) != 1 {
+				t.Fatalf("%d disputes", len(list))
+			}
+			if n := len(mallory.Must(200, "GET", "/disputes/", nil).JSON()["data"].([]any)); n != 0 {
+				t.Fatalf("mallory sees %d disputes", n)
+			}
+			mallory.Must(404, "GET", "/disputes/"+d+"/", nil)
+			env.CheckLedger()
+		})
+		t.Run("dispute events are recorded", func(t *testing.T) {
+			created := ops.Must(200, "GET", "/ops/events/?type=card.dispute.created", nil).JSON()["data"].([]any)
+			updated := ops.Must(200, "GET", "/ops/events/?type=card.dispute.updated&limit=100", nil).JSON()["data"].([]any)
+			if len(created) != 3 || len(updated) != 5 {
+				t.Fatalf("%d created, %d updated", len(created), len(updated))
+			}
+		})
+	})
+}

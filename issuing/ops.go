@@ -1,0 +1,225 @@
+package issuing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/cardrail/cardrail"
+)
+
+// audit records an operator action in the transaction that performs it, so
+// the record exists exactly when the change does.
+func (s *Service) audit(ctx context.Context, tx cardrail.Tx, c cardrail.Caller, action, target string, before, after any) error {
+	render := func(v any) (json.RawMessage, error) {
+		if v == nil {
+			return nil, nil
+		}
+		return json.Marshal(v)
+	}
+	b, err := render(before)
+	if err != nil {
+		return err
+	}
+	a, err := render(after)
+	if err != nil {
+		return err
+	}
+	return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit), Actor: c.Subject,
+		Action: action, Target: target, Before: b, After: a, Livemode: c.Livemode, RequestID: cardrail.RequestID(ctx), CreatedAt: s.now()})
+}
+
+// CardAction is an operator's action on a card: the status it leads to and
+// the one status it must start from (empty: any the transition table allows).
+type CardAction struct {
+	Name string
+	To   cardrail.CardStatus
+	From cardrail.CardStatus
+}
+
+// Operator card actions.
+var (
+	ActionBlock     = CardAction{"block", cardrail.CardBlocked, ""}
+	ActionUnblock   = CardAction{"unblock", cardrail.CardActive, cardrail.CardBlocked}
+	ActionTerminate = CardAction{"terminate", cardrail.CardTerminated, ""}
+	ActionApprove   = CardAction{"approve", cardrail.CardActive, cardrail.CardUnderReview}
+	ActionReject    = CardAction{"reject", cardrail.CardFailed, cardrail.CardUnderReview}
+)
+
+// OperateCard applies an operator action to any card of the operator's mode,
+// audited.
+func (s *Service) OperateCard(ctx context.Context, c cardrail.Caller, ref string, act CardAction) (*cardrail.Card, error) {
+	var out *cardrail.Card
+	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		card, err := s.lockCard(ctx, tx, c, ref, true)
+		if err != nil {
+			return err
+		}
+		before := *card
+		if act.From != "" && card.Status != act.From {
+			return cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s; %s applies to %s cards.", ref, card.Status, act.Name, act.From)
+		}
+		if out, err = s.transition(ctx, tx, card, act.To, cardrail.ActorOperator); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, c, "card."+act.Name, ref, before, out)
+	})
+	return out, cardrail.WithOp("ops.Card", err)
+}
+
+// SetProgramEnabled turns a program on or off.
+func (s *Service) SetProgramEnabled(ctx context.Context, c cardrail.Caller, code string, enabled bool) (*cardrail.Program, error) {
+	status, action := cardrail.ProgramDisabled, "program.disabled"
+	if enabled {
+		status, action = cardrail.ProgramEnabled, "program.enabled"
+	}
+	return s.changeProgram(ctx, c, code, action, func(p *cardrail.Program) error {
+		p.Status = status
+		return nil
+	})
+}
+
+// SetProgramCountries activates and deactivates a program's markets.
+func (s *Service) SetProgramCountries(ctx context.Context, c cardrail.Caller, code string, activate, deactivate []string) (*cardrail.Program, error) {
+	var errs []cardrail.FieldError
+	for field, list := range map[string][]string{"activate": activate, "deactivate": deactivate} {
+		for i, cc := range list {
+			if !cardrail.ValidCountry(cc) {
+				errs = append(errs, cardrail.FieldError{Field: fmt.Sprintf("%s[%d]", field, i), Message: "must be an ISO 3166-1 alpha-2 country code"})
+			}
+			if slices.Contains(activate, cc) && slices.Contains(deactivate, cc) && field == "activate" {
+				errs = append(errs, cardrail.FieldError{Field: fmt.Sprintf("activate[%d]", i), Message: "cannot also be deactivated"})
+			}
+		}
+	}
+	if len(activate)+len(deactivate) == 0 {
+		errs = append(errs, cardrail.FieldError{Field: "activate", Message: "activate or deactivate at least one country"})
+	}
+	if len(errs) > 0 {
+		return nil, cardrail.Invalid(errs...)
+	}
+	return s.changeProgram(ctx, c, code, "program.countries", func(p *cardrail.Program) error {
+		for _, cc := range activate {
+			if !slices.Contains(p.Markets, cc) {
+				p.Markets = append(p.Markets, cc)
+			}
+		}
+		p.Markets = slices.DeleteFunc(p.Markets, func(cc string) bool { return slices.Contains(deactivate, cc) })
+		slices.Sort(p.Markets)
+		return nil
+	})
+}
+
+func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, action string, change func(*cardrail.Program) error) (*cardrail.Program, error) {
+	var out *cardrail.Program
+	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		p, err := tx.ProgramForUpdate(ctx, c.Livemode, code)
+		if err != nil {
+			_, err = lookup(p, err, "program", code)
+			return err
+		}
+		before := *p
+		before.Markets = slices.Clone(p.Markets)
+		if err := change(p); err != nil {
+			return err
+		}
+		if err := tx.SaveProgram(ctx, p); err != nil {
+			return err
+		}
+		out = p
+		return s.audit(ctx, tx, c, action, code, before, p)
+	})
+	return out, cardrail.WithOp("ops.Program", err)
+}
+
+// SetProviderEnabled switches a provider on or off for routing in the
+// operator's mode. The provider must be registered or named by a program.
+func (s *Service) SetProviderEnabled(ctx context.Context, c cardrail.Caller, name string, enabled bool) (*cardrail.ProviderState, error) {
+	known := false
+	if _, ok := s.registry.Lookup(name); ok {
+		known = true
+	} else {
+		programs, err := s.store.Programs(ctx, c.Livemode)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range programs {
+			known = known || slices.Contains(p.Providers, name)
+		}
+	}
+	if !known {
+		return nil, cardrail.NotFound("provider", name)
+	}
+	st := &cardrail.ProviderState{Name: name, Enabled: enabled, Livemode: c.Livemode}
+	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		states, err := tx.ProviderStates(ctx, c.Livemode)
+		if err != nil {
+			return err
+		}
+		on, touched := states[name]
+		before := cardrail.ProviderState{Name: name, Enabled: on || !touched, Livemode: c.Livemode}
+		if err := tx.SetProviderState(ctx, *st); err != nil {
+			return err
+		}
+		action := map[bool]string{true: "provider.enabled", false: "provider.disabled"}[enabled]
+		return s.audit(ctx, tx, c, action, name, before, st)
+	})
+	return st, cardrail.WithOp("ops.Provider", err)
+}
+
+// SetVerification records an operator's verdict on a cardholder; it
+// overrides the token's kyc claim from then on.
+func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subject, kyc string) (*cardrail.Cardholder, error) {
+	if subject == "" || utf8.RuneCountInString(subject) > 255 {
+		return nil, cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters"})
+	}
+	if kyc == "" || utf8.RuneCountInString(kyc) > 32 {
+		return nil, cardrail.Invalid(cardrail.FieldError{Field: "kyc", Message: "must be 1 to 32 characters, e.g. verified"})
+	}
+	ch := &cardrail.Cardholder{Subject: subject, KYC: kyc, Livemode: c.Livemode, UpdatedAt: s.now()}
+	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		before, err := tx.Cardholder(ctx, c.Livemode, subject)
+		if err != nil && !errors.Is(err, cardrail.ErrNoRows) {
+			return err
+		}
+		if err := tx.SetCardholder(ctx, ch); err != nil {
+			return err
+		}
+		var b any
+		if before != nil {
+			b = before
+		}
+		return s.audit(ctx, tx, c, "cardholder.verification", subject, b, ch)
+	})
+	return ch, cardrail.WithOp("ops.Verification", err)
+}
+
+// CreditWallet is the operators' funding path: money enters a wallet from
+// the mode's funding account, audited.
+func (s *Service) CreditWallet(ctx context.Context, c cardrail.Caller, subject string, amount int64, currency string) (*cardrail.Wallet, error) {
+	if subject == "" || utf8.RuneCountInString(subject) > 255 {
+		return nil, cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters"})
+	}
+	return s.deposit(ctx, c, subject, amount, currency, true)
+}
+
+// AccountBalances sums the ledger of the operator's mode.
+func (s *Service) AccountBalances(ctx context.Context, c cardrail.Caller) ([]cardrail.AccountBalance, error) {
+	return s.store.AccountBalances(ctx, c.Livemode)
+}
+
+// AuditLog lists operator actions, newest first.
+func (s *Service) AuditLog(ctx context.Context, c cardrail.Caller, p cardrail.ListParams) (cardrail.Page[cardrail.AuditRecord], error) {
+	return s.store.AuditLog(ctx, c.Livemode, p)
+}
+
+// Events lists stored events, newest first, for reconciliation.
+func (s *Service) Events(ctx context.Context, c cardrail.Caller, typ, object string, p cardrail.ListParams) (cardrail.Page[cardrail.Event], error) {
+	if typ != "" && !slices.Contains(cardrail.EventTypes, typ) {
+		return cardrail.Page[cardrail.Event]{}, cardrail.Errorf(cardrail.CodeUnknownEventType, "Unknown event type %q.", typ)
+	}
+	return s.store.Events(ctx, cardrail.EventFilter{Livemode: c.Livemode, Type: typ, Object: object, ListParams: p})
+}
