@@ -39,6 +39,7 @@ commands:
   serve     run the API and its background workers
   migrate   apply schema migrations and exit
   token     print a sandbox token (cardrail token --sub USER [--country CC] [--kyc verified] [--role ops] [--ttl 24h])
+  bench     drive authorizations over HTTP and print throughput and latency (see README, Performance)
 
 Configuration is by environment; see README.md.`
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return s.Close()
 	case "token":
 		return token(ctx, cfg, args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, cfg, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

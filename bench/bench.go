@@ -1,0 +1,132 @@
+// Package bench drives authorizations at a Cardrail server over HTTP and
+// reports throughput and latency: for cards chosen at random, and for one
+// hot card every client hits. On PostgreSQL it also runs pgbench's built-in
+// TPC-B-like script with the same clients and duration, for a ratio against
+// the database's own per-commit rate on the same machine.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a run.
+type Options struct {
+	BaseURL  string // e.g. http://127.0.0.1:8080/cards/api/v1
+	Token    string
+	Cards    []string // funded cards to authorize against
+	Clients  int
+	Duration time.Duration
+	Amount   int64
+	Currency string
+}
+
+// Result is one phase's figures.
+type Result struct {
+	Name      string
+	Approved  int64
+	Declined  int64
+	Failed    int64
+	Elapsed   time.Duration
+	Latencies []time.Duration // sorted
+}
+
+// Rate is authorizations answered per second (approved + declined).
+func (r Result) Rate() float64 {
+	return float64(r.Approved+r.Declined) / r.Elapsed.Seconds()
+}
+
+// Percentile returns the p-th percentile latency (p in 0..100).
+func (r Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.Latencies)-1) * p / 100)
+	return r.Latencies[i]
+}
+
+// String renders the phase as one report block.
+func (r Result) String() string {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
+	return fmt.Sprintf("%-7s approved=%d declined=%d failed=%d  %.0f auth/s  p50=%s p95=%s p99=%s max=%s",
+		r.Name, r.Approved, r.Declined, r.Failed, r.Rate(), ms(r.Percentile(50)), ms(r.Percentile(95)), ms(r.Percentile(99)),
+		ms(r.Percentile(100)))
+}
+
+// NewClient returns an HTTP client with enough keep-alive connections for
+// the given concurrency.
+func NewClient(clients int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = clients * 2
+	t.MaxIdleConnsPerHost = clients * 2
+	t.MaxConnsPerHost = 0
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
+
+// Run drives POST /managed-cards/{ref}/authorize/ from o.Clients concurrent
+// keep-alive clients for o.Duration, each picking a card from o.Cards at
+// random, and returns the figures.
+func Run(ctx context.Context, name string, client *http.Client, o Options) Result {
+	body, _ := json.Marshal(map[string]any{"amount": o.Amount, "currency": o.Currency,
+		"merchant": map[string]any{"name": "Bench Store", "mcc": "5411", "country": "US"}})
+	var approved, declined, failed atomic.Int64
+	lat := make([][]time.Duration, o.Clients)
+	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range o.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				card := o.Cards[rng.IntN(len(o.Cards))]
+				req, _ := http.NewRequest("POST", o.BaseURL+"/managed-cards/"+card+"/authorize/", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+o.Token)
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						failed.Add(1)
+					}
+					continue
+				}
+				var out struct {
+					Status string `json:"status"`
+				}
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				d := time.Since(t0)
+				_ = json.Unmarshal(b, &out)
+				switch {
+				case res.StatusCode == http.StatusCreated && out.Status == "pending":
+					approved.Add(1)
+				case res.StatusCode == http.StatusCreated && out.Status == "declined":
+					declined.Add(1)
+				default:
+					failed.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], d)
+			}
+		}()
+	}
+	wg.Wait()
+	r := Result{Name: name, Approved: approved.Load(), Declined: declined.Load(), Failed: failed.Load(), Elapsed: time.Since(start)}
+	for _, l := range lat {
+		r.Latencies = append(r.Latencies, l...)
+	}
+	slices.Sort(r.Latencies)
+	return r
+}

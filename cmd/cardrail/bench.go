@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/cardrail/cardrail/app"
+	"github.com/cardrail/cardrail/auth"
+	"github.com/cardrail/cardrail/bench"
+	"github.com/cardrail/cardrail/config"
+)
+
+// benchCmd runs the authorization benchmark: against a server it starts
+// itself (on a fresh SQLite file, or on --database-url), or against
+// --target with --token.
+func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", "", "database for the in-process server (default: a fresh SQLite file in a temp dir)")
+	target := fs.String("target", "", "base URL of a running server, e.g. http://127.0.0.1:8080 (needs --token)")
+	token := fs.String("token", "", "sandbox token for --target")
+	cards := fs.Int("cards", 200, "cards created and funded through the API")
+	direct := fs.Int("direct-cards", 0, "cards written straight into the database instead (up to 1,000,000; in-process server only)")
+	clients := fs.Int("clients", 64, "concurrent keep-alive clients")
+	duration := fs.Duration("duration", 10*time.Second, "how long each phase drives load")
+	amount := fs.Int64("amount", 1, "authorization amount in minor units")
+	hot := fs.Bool("hot", true, "also run the hot-card phase (every client hits one card)")
+	pgbench := fs.Bool("pgbench", true, "on PostgreSQL, also run pgbench's TPC-B-like script and print the ratio")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	client := bench.NewClient(*clients)
+	var a *app.App
+	base := strings.TrimSuffix(*target, "/") + "/cards/api/v1"
+	if *target == "" {
+		if *dbURL == "" {
+			dir, err := os.MkdirTemp("", "cardrail-bench-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			*dbURL = "sqlite:" + filepath.Join(dir, "bench.db")
+		}
+		cfg.DatabaseURL = *dbURL
+		cfg.RateLimit = 0
+		var err error
+		a, err = app.New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		base = "http://" + ln.Addr().String() + "/cards/api/v1"
+		sub := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		if *token, err = auth.MintSandbox(a.SandboxSecret, auth.TokenRequest{Subject: sub, Country: "US", TTL: 2 * time.Hour}, time.Now()); err != nil {
+			return err
+		}
+	} else if *token == "" {
+		return errors.New("bench: --target needs --token (mint one with cardrail token --sub bench)")
+	}
+
+	const program, currency = "usd_visa_virtual", "USD"
+	fund := int64(1_000_000) // the program's max balance
+	start := time.Now()
+	var refs []string
+	var err error
+	if *direct > 0 {
+		if a == nil {
+			return errors.New("bench: --direct-cards needs the in-process server")
+		}
+		prog, perr := a.Store.Program(ctx, false, program)
+		if perr != nil {
+			return perr
+		}
+		claims, verr := a.Verifier.Verify(*token)
+		if verr != nil {
+			return verr
+		}
+		refs, err = bench.ProvisionDirect(ctx, a.Store, claims.Subject, prog, *direct, fund)
+	} else {
+		refs, err = bench.ProvisionAPI(ctx, client, base, *token, program, currency, *cards, fund)
+	}
+	if err != nil {
+		return fmt.Errorf("provision cards: %w", err)
+	}
+	dbName := *dbURL
+	if a != nil {
+		dbName = a.Store.Dialect()
+	}
+	fmt.Fprintf(stdout, "cardrail bench: %s/%s, %d cores, %s, %d cards (provisioned in %s), %d clients, %s per phase\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), dbName, len(refs), time.Since(start).Round(time.Millisecond), *clients, *duration)
+
+	o := bench.Options{BaseURL: base, Token: *token, Cards: refs, Clients: *clients, Duration: *duration, Amount: *amount, Currency: currency}
+	// A short warm-up fills connection pools and caches.
+	warm := o
+	warm.Duration = time.Second
+	bench.Run(ctx, "warmup", client, warm)
+	spread := bench.Run(ctx, "spread", client, o)
+	fmt.Fprintln(stdout, spread)
+	if *hot {
+		h := o
+		h.Cards = refs[:1]
+		hr := bench.Run(ctx, "hot", client, h)
+		fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
+	}
+	if *pgbench && a != nil && a.Store.Dialect() == "postgres" {
+		tps, _, err := bench.PGBench(ctx, *dbURL, *clients, *duration)
+		if err != nil {
+			fmt.Fprintf(stdout, "pgbench: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "pgbench TPC-B-like, %d clients, %s: %.0f tps; cardrail spread / pgbench = %.2fx\n", *clients, *duration, tps, spread.Rate()/tps)
+		}
+	}
+	return nil
+}
