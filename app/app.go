@@ -22,6 +22,7 @@ import (
 	"github.com/cardrail/cardrail/issuing"
 	"github.com/cardrail/cardrail/provider"
 	"github.com/cardrail/cardrail/provider/sandbox"
+	"github.com/cardrail/cardrail/ratelimit"
 	"github.com/cardrail/cardrail/seal"
 	"github.com/cardrail/cardrail/store/postgres"
 	"github.com/cardrail/cardrail/store/sqlite"
@@ -49,6 +50,7 @@ type App struct {
 	// SandboxSecret verifies sandbox tokens (HS256).
 	SandboxSecret []byte
 	Log           *slog.Logger
+	limiter       *ratelimit.Fallback // nil without Redis
 }
 
 // OpenStore opens the database named by url and applies migrations.
@@ -101,9 +103,22 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	adapters := registerSandboxPartners(reg, cvvSecret)
 	router := provider.NewRouter(reg, provider.RouterConfig{})
 	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow}, log)
-	srv := api.New(svc, verifier, store, api.Config{RateLimit: cfg.RateLimit}, log)
+	apiCfg := api.Config{RateLimit: cfg.RateLimit}
+	var limiter *ratelimit.Fallback // shared through Redis when configured (and limiting is on)
+	if cfg.RedisURL != "" && cfg.RateLimit > 0 {
+		if limiter, err = ratelimit.Dial(cfg.RedisURL, cfg.RateLimit, int(2*cfg.RateLimit), log); err != nil {
+			verifier.Close()
+			return nil, fmt.Errorf("CARDRAIL_REDIS_URL: %w", err)
+		}
+		_ = limiter.Probe(ctx) // logs the warning and reports degraded if Redis is down; requests still served
+		apiCfg.Limiter = limiter
+		apiCfg.Ready = func(ctx context.Context) map[string]string {
+			return map[string]string{"rate_limit": limiter.Check(ctx)}
+		}
+	}
+	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
-		Verifier: verifier, SandboxSecret: secret, Log: log}, nil
+		Verifier: verifier, SandboxSecret: secret, Log: log, limiter: limiter}, nil
 }
 
 // Handler is the HTTP handler.
@@ -112,6 +127,7 @@ func (a *App) Handler() http.Handler { return a.Server }
 // Close releases everything.
 func (a *App) Close() {
 	a.Verifier.Close()
+	a.limiter.Close()
 	a.Store.Close()
 }
 
