@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -56,12 +57,30 @@ func (q *queries) Wallet(ctx context.Context, livemode bool, owner, currency str
 // Post implements cardrail.Tx. Lines are applied in account order, so that
 // two entries touching the same accounts always lock them in the same order
 // and cannot deadlock each other. Each balance change is conditional: a
-// floored account that would go negative matches no row, and the entry fails
-// before anything of it is committed.
+// floored account that would go negative matches no row, and the entry fails.
+// The entry runs under a savepoint that a failure rolls back, because the
+// lines before the failing one are already applied and the caller may go on
+// to commit (a declined authorization is recorded after a shortfall).
 func (q *queries) Post(ctx context.Context, e *ledger.Entry) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	if _, err := q.q.Exec(ctx, `SAVEPOINT post_entry`); err != nil {
+		return fmt.Errorf("post %s: %w", e.Type, err)
+	}
+	err := q.post(ctx, e)
+	if err != nil {
+		if _, rerr := q.q.Exec(ctx, `ROLLBACK TO SAVEPOINT post_entry`); rerr != nil {
+			return errors.Join(err, fmt.Errorf("post %s: undo: %w", e.Type, rerr))
+		}
+	}
+	if _, rerr := q.q.Exec(ctx, `RELEASE SAVEPOINT post_entry`); rerr != nil {
+		return errors.Join(err, fmt.Errorf("post %s: release: %w", e.Type, rerr))
+	}
+	return err
+}
+
+func (q *queries) post(ctx context.Context, e *ledger.Entry) error {
 	now := micros(q.now())
 	e.Reference = cardrail.NewReference(cardrail.PrefixEntry)
 	if _, err := q.q.Exec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)

@@ -1,0 +1,191 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/store/sqlstore"
+)
+
+var idempotencyContracts = []contract{
+	{"a new key starts and a second holder waits or is refused", testIdempotencyBegin},
+	{"a completed key replays its response byte for byte", testIdempotencyReplay},
+	{"a released key starts afresh", testIdempotencyRelease},
+	{"a stale key that applied nothing is taken over", testIdempotencyTakeOver},
+	{"a key whose effect committed is never taken over", testIdempotencyApplied},
+	{"a key expires after 24 hours", testIdempotencyExpiry},
+	{"purge deletes keys created before the cutoff", testIdempotencyPurge},
+	{"keys are scoped per caller", testIdempotencyScope},
+}
+
+var outcomeNames = map[cardrail.IdempotencyOutcome]string{
+	cardrail.IdempotencyStarted:    "Started",
+	cardrail.IdempotencyReplay:     "Replay",
+	cardrail.IdempotencyInProgress: "InProgress",
+	cardrail.IdempotencyReused:     "Reused",
+}
+
+// begin calls BeginIdempotent through the interface and checks the outcome.
+func begin(t *testing.T, s cardrail.IdempotencyStore, scope, key, fingerprint string, at time.Time, want cardrail.IdempotencyOutcome) cardrail.IdempotencyRecord {
+	t.Helper()
+	rec, err := s.BeginIdempotent(t.Context(), scope, key, fingerprint, at)
+	if err != nil {
+		t.Fatalf("BeginIdempotent(%s, %s) at %s: %v", scope, key, at.Format(time.RFC3339), err)
+	}
+	if rec.Outcome != want {
+		t.Errorf("BeginIdempotent(%s, %s, %s) at +%s = %s, want %s", scope, key, fingerprint, at.Sub(base),
+			outcomeNames[rec.Outcome], outcomeNames[want])
+	}
+	return rec
+}
+
+func testIdempotencyBegin(t *testing.T, s *sqlstore.Store) {
+	for _, step := range []struct {
+		fingerprint string
+		at          time.Duration
+		want        cardrail.IdempotencyOutcome
+	}{
+		{"fp-create", 0, cardrail.IdempotencyStarted},
+		{"fp-create", time.Second, cardrail.IdempotencyInProgress},
+		{"fp-other", 2 * time.Second, cardrail.IdempotencyReused},
+		{"fp-create", time.Minute, cardrail.IdempotencyInProgress},
+	} {
+		begin(t, s, "alice", "k1", step.fingerprint, base.Add(step.at), step.want)
+	}
+}
+
+func testIdempotencyReplay(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	body := []byte("{\"reference\":\"card_1\"}\n\x00\xff\xfe")
+	begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.CompleteIdempotent(ctx, "alice", "k1", 201, "application/json", body); err != nil {
+		t.Fatalf("CompleteIdempotent: %v", err)
+	}
+	// Long after the stale threshold a completed key still replays.
+	for _, at := range []time.Duration{time.Second, time.Hour} {
+		got := begin(t, s, "alice", "k1", "fp", base.Add(at), cardrail.IdempotencyReplay)
+		equal(t, "replayed record", got, cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyReplay,
+			Status: 201, ContentType: "application/json", Body: body})
+	}
+	begin(t, s, "alice", "k1", "fp-other", base.Add(time.Minute), cardrail.IdempotencyReused)
+
+	// A completed key is not released: the stored response stays.
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1"); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	begin(t, s, "alice", "k1", "fp", base.Add(2*time.Hour), cardrail.IdempotencyReplay)
+}
+
+func testIdempotencyRelease(t *testing.T, s *sqlstore.Store) {
+	begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.ReleaseIdempotent(t.Context(), "alice", "k1"); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	begin(t, s, "alice", "k1", "fp", base.Add(time.Second), cardrail.IdempotencyStarted)
+	begin(t, s, "alice", "k1", "fp", base.Add(2*time.Second), cardrail.IdempotencyInProgress)
+}
+
+func testIdempotencyTakeOver(t *testing.T, s *sqlstore.Store) {
+	for _, step := range []struct {
+		at   time.Duration
+		want cardrail.IdempotencyOutcome
+	}{
+		{0, cardrail.IdempotencyStarted},
+		{time.Minute, cardrail.IdempotencyInProgress},
+		{3 * time.Minute, cardrail.IdempotencyStarted}, // the holder died: take over
+		// The new holder's two minutes start when it took over.
+		{4 * time.Minute, cardrail.IdempotencyInProgress},
+		{6 * time.Minute, cardrail.IdempotencyStarted},
+	} {
+		begin(t, s, "alice", "k1", "fp", base.Add(step.at), step.want)
+	}
+}
+
+func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
+	for _, tc := range []struct {
+		name   string
+		commit bool
+		want   cardrail.IdempotencyOutcome
+	}{
+		{"committed", true, cardrail.IdempotencyInProgress},
+		{"rolled back", false, cardrail.IdempotencyStarted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "k-" + tc.name
+			begin(t, s, "alice", key, "fp", base, cardrail.IdempotencyStarted)
+			ctx := cardrail.WithIdempotencyMark(t.Context(), cardrail.IdempotencyMark{Scope: "alice", Key: key})
+			err := s.Tx(ctx, func(tx cardrail.Tx) error {
+				if err := tx.SetSetting(ctx, "effect-"+key, "done"); err != nil {
+					return err
+				}
+				if !tc.commit {
+					return errAbort
+				}
+				return nil
+			})
+			if tc.commit && err != nil {
+				t.Fatalf("Tx: %v", err)
+			}
+			begin(t, s, "alice", key, "fp", base.Add(3*time.Minute), tc.want)
+			if !tc.commit {
+				return
+			}
+			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyInProgress)
+			// Releasing must not forget an effect that committed either.
+			if err := s.ReleaseIdempotent(t.Context(), "alice", key); err != nil {
+				t.Fatalf("ReleaseIdempotent: %v", err)
+			}
+			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyInProgress)
+		})
+	}
+}
+
+func testIdempotencyExpiry(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	begin(t, s, "alice", "done", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.CompleteIdempotent(ctx, "alice", "done", 200, "application/json", []byte(`{}`)); err != nil {
+		t.Fatalf("CompleteIdempotent: %v", err)
+	}
+	begin(t, s, "alice", "running", "fp", base, cardrail.IdempotencyStarted)
+	mark := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "running"})
+	inTx(t, s, func(tx cardrail.Tx) error { return tx.SetSetting(mark, "effect", "done") })
+
+	day := 24*time.Hour + time.Second
+	for _, step := range []struct {
+		key, fingerprint string
+		at               time.Duration
+		want             cardrail.IdempotencyOutcome
+	}{
+		{"done", "fp", 24*time.Hour - time.Second, cardrail.IdempotencyReplay},
+		{"done", "fp", day, cardrail.IdempotencyStarted},
+		{"done", "fp", day + time.Second, cardrail.IdempotencyInProgress},
+		{"running", "fp-new", day, cardrail.IdempotencyStarted},
+	} {
+		begin(t, s, "alice", step.key, step.fingerprint, base.Add(step.at), step.want)
+	}
+}
+
+func testIdempotencyPurge(t *testing.T, s *sqlstore.Store) {
+	begin(t, s, "alice", "old", "fp", base, cardrail.IdempotencyStarted)
+	begin(t, s, "bob", "old", "fp", base.Add(time.Minute), cardrail.IdempotencyStarted)
+	begin(t, s, "alice", "new", "fp", base.Add(time.Hour), cardrail.IdempotencyStarted)
+
+	n, err := s.PurgeIdempotent(t.Context(), base.Add(30*time.Minute))
+	if err != nil {
+		t.Fatalf("PurgeIdempotent: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("PurgeIdempotent deleted %d keys, want the 2 created before the cutoff", n)
+	}
+	at := base.Add(31 * time.Minute)
+	begin(t, s, "alice", "old", "fp", at, cardrail.IdempotencyStarted)
+	begin(t, s, "bob", "old", "fp", at, cardrail.IdempotencyStarted)
+	begin(t, s, "alice", "new", "fp", at.Add(30*time.Minute), cardrail.IdempotencyInProgress)
+}
+
+func testIdempotencyScope(t *testing.T, s *sqlstore.Store) {
+	begin(t, s, "alice", "k1", "fp-alice", base, cardrail.IdempotencyStarted)
+	begin(t, s, "bob", "k1", "fp-bob", base, cardrail.IdempotencyStarted)
+	begin(t, s, "alice", "k1", "fp-alice", base.Add(time.Second), cardrail.IdempotencyInProgress)
+}
