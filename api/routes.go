@@ -38,6 +38,7 @@ func routes() []route {
 	all := cardholderRoutes()
 	all = append(all, disputeRoutes()...)
 	all = append(all, opsRoutes()...)
+	all = append(all, webhookRoutes()...)
 	return all
 }
 

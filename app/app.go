@@ -27,6 +27,7 @@ import (
 	"github.com/cardrail/cardrail/store/postgres"
 	"github.com/cardrail/cardrail/store/sqlite"
 	"github.com/cardrail/cardrail/store/sqlstore"
+	"github.com/cardrail/cardrail/webhook"
 )
 
 // Settings keys for secrets generated once and kept in the database.
@@ -50,7 +51,9 @@ type App struct {
 	// SandboxSecret verifies sandbox tokens (HS256).
 	SandboxSecret []byte
 	Log           *slog.Logger
-	limiter       *ratelimit.Fallback // nil without Redis
+	// Webhooks delivers events to operators' endpoints.
+	Webhooks *webhook.Worker
+	limiter  *ratelimit.Fallback // nil without Redis
 }
 
 // OpenStore opens the database named by url and applies migrations.
@@ -116,9 +119,11 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 			return map[string]string{"rate_limit": limiter.Check(ctx)}
 		}
 	}
+	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log})
+	apiCfg.Webhooks = webhooks
 	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
-		Verifier: verifier, SandboxSecret: secret, Log: log, limiter: limiter}, nil
+		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, limiter: limiter}, nil
 }
 
 // Handler is the HTTP handler.
@@ -126,14 +131,19 @@ func (a *App) Handler() http.Handler { return a.Server }
 
 // Close releases everything.
 func (a *App) Close() {
+	a.Service.Close()
 	a.Verifier.Close()
 	a.limiter.Close()
 	a.Store.Close()
 }
 
 // Workers runs the background jobs until ctx ends: expiry of stale holds
-// and the purge of idempotency keys older than 24 hours.
+// and the purge of idempotency keys older than 24 hours every interval, and
+// webhook delivery, which polls on its own (Workers returns once it stopped).
 func (a *App) Workers(ctx context.Context, every time.Duration) {
+	webhooks := make(chan struct{})
+	go func() { defer close(webhooks); a.Webhooks.Run(ctx) }() // polls far more often than every
+	defer func() { <-webhooks }()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -165,6 +175,9 @@ func (a *App) Tick(ctx context.Context) {
 	}
 	if _, err := a.Store.PurgeIdempotent(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
 		a.Log.Error("purge idempotency keys", "error", err.Error())
+	}
+	if err := a.Webhooks.RunOnce(ctx); err != nil && ctx.Err() == nil {
+		a.Log.Error("webhooks", "error", err.Error())
 	}
 }
 

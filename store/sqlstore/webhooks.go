@@ -1,0 +1,403 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/webhook"
+)
+
+var _ webhook.Store = (*Store)(nil)
+var _ webhook.Tx = (*tx)(nil)
+
+// WebhookTx implements webhook.Store: fn runs in a transaction of Tx, with
+// its retries.
+func (s *Store) WebhookTx(ctx context.Context, fn func(webhook.Tx) error) error {
+	return s.Tx(ctx, func(t cardrail.Tx) error { return fn(t.(*tx)) })
+}
+
+// skipLocked is appended to queue reads: rows another transaction holds are
+// passed over instead of waited for. SQLite's write transaction already
+// holds the whole database.
+func (q *queries) skipLocked() string {
+	if q.d.ForUpdate == "" {
+		return ""
+	}
+	return q.d.ForUpdate + " SKIP LOCKED"
+}
+
+// gapGrace is the least time a gap in the outbox is waited for.
+const gapGrace = time.Second
+
+// TakeEvents implements webhook.Tx.
+//
+// On PostgreSQL, sequence numbers are handed out when events are inserted,
+// not when their transactions commit, so a committed event may follow a gap
+// left by a transaction still running; moving the cursor past that gap would
+// lose its event. The cursor therefore stops at a gap and notes a horizon:
+// the transaction id that every transaction running now is below. Once the
+// oldest running transaction is past the horizon, everything that held a
+// sequence number in the gap has ended, and whatever is still missing was
+// rolled back. (A transaction takes its sequence number a moment before its
+// transaction id, so the horizon is also given gapGrace to age.) SQLite
+// commits one transaction at a time and reads here under the write lock, so
+// a gap there is always final.
+func (q *queries) TakeEvents(ctx context.Context, limit int) ([]webhook.OutboxEvent, error) {
+	var last int64
+	var horizonSeq, horizonXid, horizonAt *int64
+	err := q.q.QueryRow(ctx, `SELECT last_seq, horizon_seq, horizon_xid, horizon_at FROM webhook_dispatch WHERE id = 1`+q.skipLocked()).
+		Scan(&last, &horizonSeq, &horizonXid, &horizonAt)
+	if notFound(err) {
+		return nil, nil // another dispatcher holds the cursor
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dispatch cursor: %w", err)
+	}
+	rows, err := q.q.Query(ctx, `SELECT seq, id, type, livemode, object_ref FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, last, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	events, err := collect(rows, func(r Row) (*webhook.OutboxEvent, error) {
+		var e webhook.OutboxEvent
+		return &e, r.Scan(&e.Seq, &e.ID, &e.Type, &e.Livemode, &e.ObjectRef)
+	})
+	if err != nil || len(events) == 0 {
+		return nil, err
+	}
+	gapsFinal := q.d.Name != "postgres"
+	var xmin *int64
+	horizonMoved := false
+	var out []webhook.OutboxEvent
+	for _, e := range events {
+		if e.Seq != last+1 && !gapsFinal {
+			if horizonSeq == nil || e.Seq > *horizonSeq {
+				// A new gap: remember who might still fill it, and wait.
+				var x int64
+				if err := q.q.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&x); err != nil {
+					return nil, fmt.Errorf("snapshot horizon: %w", err)
+				}
+				seq, at := events[len(events)-1].Seq, micros(q.now())
+				horizonSeq, horizonXid, horizonAt, horizonMoved = &seq, &x, &at, true
+				break
+			}
+			if xmin == nil {
+				var x int64
+				if err := q.q.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&x); err != nil {
+					return nil, fmt.Errorf("snapshot xmin: %w", err)
+				}
+				xmin = &x
+			}
+			if *xmin < *horizonXid || horizonAt == nil || q.now().Sub(fromMicros(*horizonAt)) < gapGrace {
+				break // a transaction that may fill the gap may still be running
+			}
+		}
+		out = append(out, e)
+		last = e.Seq
+	}
+	if len(out) > 0 || horizonMoved {
+		if _, err := q.q.Exec(ctx, `UPDATE webhook_dispatch SET last_seq = $1, horizon_seq = $2, horizon_xid = $3, horizon_at = $4
+			WHERE id = 1`, last, horizonSeq, horizonXid, horizonAt); err != nil {
+			return nil, fmt.Errorf("advance dispatch cursor: %w", err)
+		}
+	}
+	return out, nil
+}
+
+const endpointSelect = `SELECT reference, livemode, url, events, after_seq, created_at FROM webhook_endpoints`
+
+func scanEndpoint(r Row) (*webhook.Endpoint, error) {
+	var e webhook.Endpoint
+	var events string
+	var created int64
+	if err := r.Scan(&e.Reference, &e.Livemode, &e.URL, &events, &e.AfterSeq, &created); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(events), &e.Events); err != nil {
+		return nil, fmt.Errorf("webhook endpoint %s: %w", e.Reference, err)
+	}
+	e.Object = webhook.ObjectEndpoint
+	e.CreatedAt = fromMicros(created)
+	return &e, nil
+}
+
+// WebhookEndpoints implements webhook.Store.
+func (q *queries) WebhookEndpoints(ctx context.Context, livemode bool) ([]webhook.Endpoint, error) {
+	rows, err := q.q.Query(ctx, endpointSelect+` WHERE livemode = $1 ORDER BY reference DESC`, livemode)
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoints: %w", err)
+	}
+	es, err := collect(rows, scanEndpoint)
+	return nonNil(es), err
+}
+
+// WebhookSubscribers implements webhook.Tx.
+func (q *queries) WebhookSubscribers(ctx context.Context) ([]webhook.Endpoint, error) {
+	rows, err := q.q.Query(ctx, endpointSelect+` ORDER BY reference`)
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoints: %w", err)
+	}
+	return collect(rows, scanEndpoint)
+}
+
+// WebhookEndpoint implements webhook.Tx.
+func (q *queries) WebhookEndpoint(ctx context.Context, livemode bool, ref string) (*webhook.Endpoint, error) {
+	return scanEndpoint(q.q.QueryRow(ctx, endpointSelect+` WHERE livemode = $1 AND reference = $2`, livemode, ref))
+}
+
+// InsertWebhookEndpoint implements webhook.Tx. Holding the dispatch cursor
+// while reading the outbox head keeps a dispatcher from taking an event
+// between the two, which the endpoint would then miss.
+func (q *queries) InsertWebhookEndpoint(ctx context.Context, e *webhook.Endpoint) error {
+	var last int64
+	if err := q.q.QueryRow(ctx, `SELECT last_seq FROM webhook_dispatch WHERE id = 1`+q.d.ForUpdate).Scan(&last); err != nil {
+		return fmt.Errorf("dispatch cursor: %w", err)
+	}
+	if err := q.q.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&e.AfterSeq); err != nil {
+		return fmt.Errorf("outbox head: %w", err)
+	}
+	events, err := json.Marshal(e.Events)
+	if err != nil {
+		return err
+	}
+	_, err = q.q.Exec(ctx, `INSERT INTO webhook_endpoints (reference, livemode, url, events, secret, after_seq, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, e.Reference, e.Livemode, e.URL, string(events), e.Secret, e.AfterSeq, micros(e.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert webhook endpoint: %w", err)
+	}
+	return nil
+}
+
+// DeleteWebhookEndpoint implements webhook.Tx.
+func (q *queries) DeleteWebhookEndpoint(ctx context.Context, livemode bool, ref string, now time.Time) (*webhook.Endpoint, error) {
+	e, err := scanEndpoint(q.q.QueryRow(ctx, endpointSelect+` WHERE livemode = $1 AND reference = $2`+q.d.ForUpdate, livemode, ref))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := q.q.Exec(ctx, `DELETE FROM webhook_endpoints WHERE reference = $1`, ref); err != nil {
+		return nil, fmt.Errorf("delete webhook endpoint: %w", err)
+	}
+	if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
+		lease_token = NULL, updated_at = $2 WHERE endpoint = $1 AND status = 'pending'`, ref, micros(now)); err != nil {
+		return nil, fmt.Errorf("fail deliveries of %s: %w", ref, err)
+	}
+	return e, nil
+}
+
+// InsertWebhookDelivery implements webhook.Tx.
+func (q *queries) InsertWebhookDelivery(ctx context.Context, d *webhook.Delivery) error {
+	_, err := q.q.Exec(ctx, `INSERT INTO webhook_deliveries (reference, livemode, endpoint, event_id, event_seq, event_type,
+		object_ref, status, attempt_count, next_attempt_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) ON CONFLICT (endpoint, event_id) DO NOTHING`,
+		d.Reference, d.Livemode, d.Endpoint, d.Event, d.EventSeq, d.EventType, d.ObjectRef, string(d.Status),
+		microsOrNil(d.NextAttemptAt), micros(d.CreatedAt), micros(d.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("insert webhook delivery: %w", err)
+	}
+	return nil
+}
+
+// ClaimWebhookDeliveries implements webhook.Tx.
+func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int) ([]webhook.Claim, error) {
+	rows, err := q.q.Query(ctx, `SELECT d.reference FROM webhook_deliveries d
+		WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref
+			AND p.status = 'pending' AND p.event_seq < d.event_seq)
+		ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), micros(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due webhook deliveries: %w", err)
+	}
+	refs, err := collect(rows, func(r Row) (*string, error) {
+		var s string
+		return &s, r.Scan(&s)
+	})
+	if err != nil || len(refs) == 0 {
+		return nil, err
+	}
+	in, args := refList(refs, 3)
+	if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET lease_until = $1, lease_token = $2 WHERE reference IN (`+in+`)`,
+		append([]any{micros(leaseUntil), token}, args...)...); err != nil {
+		return nil, fmt.Errorf("lease webhook deliveries: %w", err)
+	}
+	in1, args1 := refList(refs, 1)
+	rows, err = q.q.Query(ctx, `SELECT d.reference, d.livemode, d.endpoint, d.event_id, d.attempt_count, e.url, e.secret, ev.payload
+		FROM webhook_deliveries d
+		JOIN webhook_endpoints e ON e.reference = d.endpoint
+		JOIN events ev ON ev.id = d.event_id
+		WHERE d.reference IN (`+in1+`) ORDER BY d.event_seq`, args1...)
+	if err != nil {
+		return nil, fmt.Errorf("claimed webhook deliveries: %w", err)
+	}
+	return collect(rows, func(r Row) (*webhook.Claim, error) {
+		var c webhook.Claim
+		var payload string
+		if err := r.Scan(&c.Delivery, &c.Livemode, &c.Endpoint, &c.EventID, &c.AttemptCount, &c.URL, &c.Secret, &payload); err != nil {
+			return nil, err
+		}
+		c.Payload = []byte(payload)
+		return &c, nil
+	})
+}
+
+// RecordWebhookAttempt implements webhook.Tx.
+func (q *queries) RecordWebhookAttempt(ctx context.Context, delivery, token string, a webhook.Attempt, o webhook.Outcome) (bool, error) {
+	if _, err := q.q.Exec(ctx, `INSERT INTO webhook_attempts (delivery, attempted_at, duration_ms, status_code, error)
+		VALUES ($1, $2, $3, $4, $5)`, delivery, micros(a.AttemptedAt), a.DurationMS, a.StatusCode, a.Error); err != nil {
+		return false, fmt.Errorf("insert webhook attempt: %w", err)
+	}
+	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = $3, attempt_count = $4, next_attempt_at = $5,
+		delivered_at = COALESCE($6, delivered_at), lease_until = NULL, lease_token = NULL, updated_at = $7
+		WHERE reference = $1 AND lease_token = $2`, delivery, token, string(o.Status), o.AttemptCount,
+		microsOrNil(o.NextAttemptAt), microsOrNil(o.DeliveredAt), micros(o.UpdatedAt))
+	if err != nil {
+		return false, fmt.Errorf("update webhook delivery: %w", err)
+	}
+	return n == 1, nil
+}
+
+const deliverySelect = `SELECT reference, livemode, endpoint, event_id, event_seq, event_type, object_ref, status,
+	attempt_count, next_attempt_at, delivered_at, created_at, updated_at FROM webhook_deliveries`
+
+func scanDelivery(r Row) (*webhook.Delivery, error) {
+	var d webhook.Delivery
+	var next, delivered *int64
+	var created, updated int64
+	if err := r.Scan(&d.Reference, &d.Livemode, &d.Endpoint, &d.Event, &d.EventSeq, &d.EventType, &d.ObjectRef,
+		&d.Status, &d.AttemptCount, &next, &delivered, &created, &updated); err != nil {
+		return nil, err
+	}
+	d.Object = webhook.ObjectDelivery
+	d.NextAttemptAt, d.DeliveredAt = timeOrNil(next), timeOrNil(delivered)
+	d.CreatedAt, d.UpdatedAt = fromMicros(created), fromMicros(updated)
+	d.Attempts = []webhook.Attempt{}
+	return &d, nil
+}
+
+// WebhookDeliveryForUpdate implements webhook.Tx.
+func (q *queries) WebhookDeliveryForUpdate(ctx context.Context, livemode bool, ref string) (*webhook.Delivery, error) {
+	return scanDelivery(q.q.QueryRow(ctx, deliverySelect+` WHERE livemode = $1 AND reference = $2`+q.d.ForUpdate, livemode, ref))
+}
+
+// RequeueWebhookDelivery implements webhook.Tx.
+func (q *queries) RequeueWebhookDelivery(ctx context.Context, ref string, now time.Time) error {
+	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempt_count = 0, next_attempt_at = $2,
+		lease_until = NULL, lease_token = NULL, delivered_at = NULL, updated_at = $2 WHERE reference = $1`, ref, micros(now))
+	if err != nil {
+		return fmt.Errorf("requeue webhook delivery: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("requeue webhook delivery %s: %w", ref, cardrail.ErrNoRows)
+	}
+	return nil
+}
+
+// WebhookDelivery implements webhook.Store.
+func (q *queries) WebhookDelivery(ctx context.Context, livemode bool, ref string) (*webhook.Delivery, error) {
+	d, err := scanDelivery(q.q.QueryRow(ctx, deliverySelect+` WHERE livemode = $1 AND reference = $2`, livemode, ref))
+	if err != nil {
+		return nil, err
+	}
+	ds := []webhook.Delivery{*d}
+	if err := q.attachAttempts(ctx, ds); err != nil {
+		return nil, err
+	}
+	return &ds[0], nil
+}
+
+// WebhookDeliveries implements webhook.Store.
+func (q *queries) WebhookDeliveries(ctx context.Context, f webhook.DeliveryFilter) (cardrail.Page[webhook.Delivery], error) {
+	where := []string{"livemode = $1"}
+	args := []any{f.Livemode}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Endpoint != "" {
+		add("endpoint = $%d", f.Endpoint)
+	}
+	if f.Status != "" {
+		add("status = $%d", string(f.Status))
+	}
+	if f.Cursor != "" {
+		add("reference < $%d", f.Cursor)
+	}
+	args = append(args, f.Limit+1)
+	rows, err := q.q.Query(ctx, deliverySelect+` WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY reference DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return cardrail.Page[webhook.Delivery]{}, fmt.Errorf("webhook deliveries: %w", err)
+	}
+	items, err := collect(rows, scanDelivery)
+	if err != nil {
+		return cardrail.Page[webhook.Delivery]{}, err
+	}
+	p := page(items, f.Limit, func(d *webhook.Delivery) string { return d.Reference })
+	return p, q.attachAttempts(ctx, p.Data)
+}
+
+// attachAttempts loads the attempts of ds in one query.
+func (q *queries) attachAttempts(ctx context.Context, ds []webhook.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	at := make(map[string]int, len(ds))
+	refs := make([]string, len(ds))
+	for i := range ds {
+		at[ds[i].Reference] = i
+		refs[i] = ds[i].Reference
+	}
+	in, args := refList(refs, 1)
+	rows, err := q.q.Query(ctx, `SELECT delivery, attempted_at, duration_ms, status_code, error FROM webhook_attempts
+		WHERE delivery IN (`+in+`) ORDER BY seq`, args...)
+	if err != nil {
+		return fmt.Errorf("webhook attempts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ref string
+		var a webhook.Attempt
+		var attempted int64
+		var code *int64
+		if err := rows.Scan(&ref, &attempted, &a.DurationMS, &code, &a.Error); err != nil {
+			return err
+		}
+		a.AttemptedAt = fromMicros(attempted)
+		if code != nil {
+			c := int(*code)
+			a.StatusCode = &c
+		}
+		i := at[ref]
+		ds[i].Attempts = append(ds[i].Attempts, a)
+	}
+	return rows.Err()
+}
+
+// refList returns "$n, $n+1, …" for values, numbered from first.
+func refList(values []string, first int) (string, []any) {
+	ph := make([]string, len(values))
+	args := make([]any, len(values))
+	for i, v := range values {
+		ph[i] = fmt.Sprintf("$%d", first+i)
+		args[i] = v
+	}
+	return strings.Join(ph, ", "), args
+}
+
+func microsOrNil(t *time.Time) *int64 {
+	if t == nil {
+		return nil
+	}
+	v := micros(*t)
+	return &v
+}
+
+func timeOrNil(us *int64) *time.Time {
+	if us == nil {
+		return nil
+	}
+	t := fromMicros(*us)
+	return &t
+}

@@ -1,0 +1,177 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cardrail/cardrail"
+)
+
+// Resolver looks up a host's addresses (*net.Resolver implements it).
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// reach is which addresses a delivery may connect to.
+type reach int
+
+const (
+	// reachPublic is production's: public unicast addresses only.
+	reachPublic reach = iota
+	// reachPrivate adds loopback and private networks: sandbox endpoints
+	// (local development), and production when CARDRAIL_WEBHOOK_ALLOW_PRIVATE
+	// is set.
+	reachPrivate
+)
+
+// neverReachable holds the ranges no webhook may reach: link-local
+// (including the cloud metadata address 169.254.169.254), unspecified,
+// multicast and broadcast. None is a legitimate receiver.
+var neverReachable = prefixes(
+	"0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "255.255.255.255/32",
+	"::/128", "fe80::/10", "ff00::/8",
+)
+
+// nonPublic holds the ranges only reachPrivate may reach: private,
+// loopback, carrier-grade NAT, and the special-purpose and documentation
+// ranges that never route to a public receiver.
+var nonPublic = prefixes(
+	"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "100.64.0.0/10",
+	"192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
+	"::1/128", "fc00::/7", "fec0::/10", "100::/64", "2001:db8::/32",
+	// Translation ranges embed IPv4 addresses that may be private.
+	"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32",
+)
+
+func prefixes(ss ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+// refusal says why addr may not be reached under r, or "" when it may.
+func (r reach) refusal(addr netip.Addr) string {
+	addr = addr.Unmap()
+	for _, p := range neverReachable {
+		if p.Contains(addr) {
+			return fmt.Sprintf("%s is a link-local, multicast or unspecified address", addr)
+		}
+	}
+	if r == reachPublic {
+		for _, p := range nonPublic {
+			if p.Contains(addr) {
+				return fmt.Sprintf("%s is not a public address", addr)
+			}
+		}
+	}
+	return ""
+}
+
+// reachFor is the reach of an endpoint in a mode.
+func (w *Worker) reachFor(livemode bool) reach {
+	if livemode && !w.opts.AllowPrivate {
+		return reachPublic
+	}
+	return reachPrivate
+}
+
+const maxURLLength = 2048
+
+// checkURL applies the registration policy to raw: http or https without
+// credentials; production endpoints https only and, after resolving the
+// host, only on addresses the mode may reach. Every refusal is a
+// webhook_url_refused error saying why.
+func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error {
+	refuse := func(format string, args ...any) error {
+		e := cardrail.Errorf(cardrail.CodeWebhookURLRefused, format, args...)
+		e.Fields = []cardrail.FieldError{{Field: "url", Message: e.Message}}
+		return e
+	}
+	if len(raw) > maxURLLength {
+		return refuse("The URL is longer than %d characters.", maxURLLength)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return refuse("The URL cannot be parsed.")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return refuse("The URL must be http or https.")
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return refuse("The URL must name a host.")
+	}
+	if u.User != nil {
+		return refuse("The URL must not carry credentials.")
+	}
+	if livemode && scheme != "https" {
+		return refuse("Production endpoints must use https.")
+	}
+	r := w.reachFor(livemode)
+	host := u.Hostname()
+	if addr, err := netip.ParseAddr(host); err == nil {
+		if why := r.refusal(addr); why != "" {
+			return refuse("The URL's host is refused: %s.", why)
+		}
+		return nil
+	}
+	lookup, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := w.opts.Resolver.LookupNetIP(lookup, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		if livemode {
+			return refuse("The URL's host %q does not resolve.", host)
+		}
+		// A sandbox endpoint may name a host that only resolves where the
+		// developer runs; the connect-time check still applies.
+		return nil
+	}
+	for _, a := range addrs {
+		if why := r.refusal(a); why != "" {
+			return refuse("The URL's host %q resolves to a refused address: %s.", host, why)
+		}
+	}
+	return nil
+}
+
+// newClient returns an HTTP client that checks every address it connects
+// to against r after DNS resolution (so a name re-pointed at a private
+// address after registration is still refused), never uses a proxy (which
+// would connect on its behalf), and never follows redirects.
+func newClient(r reach) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
+		Control: func(network, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("webhook: refused to connect to %q", address)
+			}
+			if why := r.refusal(ap.Addr()); why != "" {
+				return fmt.Errorf("webhook: refused to connect: %s", why)
+			}
+			return nil
+		}}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}
+	return &http.Client{Transport: t, CheckRedirect: noRedirects}
+}
+
+// noRedirects makes the client return a 3xx as the answer, which counts as
+// a failed attempt: following it could lead anywhere.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -1,0 +1,49 @@
+package webhook
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// TestAddressPolicy pins which addresses each kind of endpoint may reach.
+func TestAddressPolicy(t *testing.T) {
+	cases := []struct {
+		addr            string
+		public, private bool // reachable under reachPublic, reachPrivate
+	}{
+		{"93.184.216.34", true, true},
+		{"2606:2800:220:1:248:1893:25c8:1946", true, true},
+		{"10.0.0.1", false, true},
+		{"172.16.5.4", false, true},
+		{"172.32.0.1", true, true},
+		{"192.168.1.1", false, true},
+		{"127.0.0.1", false, true},
+		{"::1", false, true},
+		{"fd00::1", false, true},
+		{"100.64.0.1", false, true},
+		{"100.128.0.1", true, true},
+		{"::ffff:10.0.0.1", false, true},
+		{"::ffff:127.0.0.1", false, true},
+		{"64:ff9b::a00:1", false, true},
+		{"169.254.169.254", false, false},
+		{"169.254.1.1", false, false},
+		{"fe80::1", false, false},
+		{"0.0.0.0", false, false},
+		{"::", false, false},
+		{"224.0.0.1", false, false},
+		{"ff02::1", false, false},
+		{"255.255.255.255", false, false},
+		{"::ffff:169.254.169.254", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.addr, func(t *testing.T) {
+			a := netip.MustParseAddr(tc.addr)
+			if got := reachPublic.refusal(a) == ""; got != tc.public {
+				t.Errorf("production reachable = %v, want %v (%s)", got, tc.public, reachPublic.refusal(a))
+			}
+			if got := reachPrivate.refusal(a) == ""; got != tc.private {
+				t.Errorf("sandbox reachable = %v, want %v (%s)", got, tc.private, reachPrivate.refusal(a))
+			}
+		})
+	}
+}

@@ -1,0 +1,337 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cardrail/cardrail"
+)
+
+// DefaultSchedule is the wait after each failed attempt: 5s, 30s, 2m, 10m,
+// 30m, 1h, 2h, 4h and then 8h three times, about 31.7 hours in all (twelve
+// attempts) before a delivery is failed. Each wait gets up to a fifth more
+// at random so that retries to a recovering receiver spread out.
+var DefaultSchedule = []time.Duration{
+	5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 8 * time.Hour, 8 * time.Hour,
+}
+
+// jitter is the largest fraction added at random to a backoff delay.
+const jitter = 0.2
+
+// Options configure a Worker; the zero value is production's.
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Client sends deliveries. The default refuses, at connect time,
+	// addresses the endpoint's mode may not reach; a client given here is
+	// used as is except that it never follows redirects.
+	Client *http.Client
+	// Resolver resolves hosts at registration (default net.DefaultResolver).
+	Resolver Resolver
+	// Schedule is the wait after each failed attempt; once it is used up the
+	// delivery fails (default DefaultSchedule).
+	Schedule []time.Duration
+	// Timeout bounds each attempt (default 10s).
+	Timeout time.Duration
+	// Lease is how long a claimed delivery stays claimed before another
+	// worker may take it over (default twice Timeout plus 30s).
+	Lease time.Duration
+	// Concurrency is how many deliveries one worker sends at once (default 8).
+	Concurrency int
+	// PollInterval is Run's pause when there is nothing to do (default 250ms).
+	PollInterval time.Duration
+	// AllowPrivate lets production endpoints reach private and loopback
+	// addresses (CARDRAIL_WEBHOOK_ALLOW_PRIVATE).
+	AllowPrivate bool
+	// Log receives delivery failures (default slog.Default()).
+	Log *slog.Logger
+}
+
+// Worker dispatches the outbox into deliveries, sends them, and serves the
+// operator API's webhook administration. Any number of workers, in one
+// process or many, may share a database.
+type Worker struct {
+	store   Store
+	opts    Options
+	clients map[bool]*http.Client // by livemode
+}
+
+// New returns a Worker over store.
+func New(store Store, opts Options) *Worker {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
+	if opts.Schedule == nil {
+		opts.Schedule = DefaultSchedule
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 2*opts.Timeout + 30*time.Second
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 250 * time.Millisecond
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	w := &Worker{store: store, opts: opts}
+	if opts.Client != nil {
+		c := *opts.Client
+		c.CheckRedirect = noRedirects
+		w.clients = map[bool]*http.Client{false: &c, true: &c}
+	} else {
+		w.clients = map[bool]*http.Client{false: newClient(w.reachFor(false)), true: newClient(w.reachFor(true))}
+	}
+	return w
+}
+
+func (w *Worker) now() time.Time { return w.opts.Now().UTC().Truncate(time.Microsecond) }
+
+const (
+	dispatchBatch = 200
+	// maxRounds bounds one RunOnce, so that a steady stream of work cannot
+	// keep it from returning.
+	maxRounds = 1000
+)
+
+// RunOnce dispatches every committed event and sends every delivery that is
+// due, including those that become due as earlier deliveries for the same
+// object succeed. Tests and App.Tick call it; Run calls it in a loop.
+func (w *Worker) RunOnce(ctx context.Context) error {
+	_, err := w.runOnce(ctx)
+	return err
+}
+
+func (w *Worker) runOnce(ctx context.Context) (int, error) {
+	done := 0
+	// A second pass after an empty one lets the dispatcher move past a gap
+	// it first saw in the previous pass, once that gap is known to be a
+	// rollback.
+	for i := range maxRounds {
+		n, err := w.dispatch(ctx)
+		done += n
+		if err != nil {
+			return done, fmt.Errorf("webhook dispatch: %w", err)
+		}
+		if n == 0 && i > 0 {
+			break
+		}
+	}
+	for range maxRounds {
+		n, err := w.sendDue(ctx)
+		done += n
+		if err != nil {
+			return done, fmt.Errorf("webhook delivery: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return done, nil
+}
+
+// Run delivers until ctx ends, polling every PollInterval while idle.
+func (w *Worker) Run(ctx context.Context) {
+	for {
+		n, err := w.runOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.opts.Log.Error("webhooks", "error", err.Error())
+		}
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(w.opts.PollInterval):
+		}
+	}
+}
+
+// dispatch turns the next batch of committed events into deliveries, in the
+// transaction that moves the dispatch cursor past them.
+func (w *Worker) dispatch(ctx context.Context) (int, error) {
+	taken := 0
+	err := w.store.WebhookTx(ctx, func(tx Tx) error {
+		events, err := tx.TakeEvents(ctx, dispatchBatch)
+		taken = len(events)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		endpoints, err := tx.WebhookSubscribers(ctx)
+		if err != nil {
+			return err
+		}
+		now := w.now()
+		for _, ev := range events {
+			for i := range endpoints {
+				ep := &endpoints[i]
+				if ep.Livemode != ev.Livemode || ev.Seq <= ep.AfterSeq || !ep.Subscribes(ev.Type) {
+					continue
+				}
+				next := now
+				d := &Delivery{Reference: cardrail.NewReference(cardrail.PrefixDelivery), Endpoint: ep.Reference,
+					Event: ev.ID, EventType: ev.Type, ObjectRef: ev.ObjectRef, EventSeq: ev.Seq,
+					Status: DeliveryPending, NextAttemptAt: &next, Livemode: ev.Livemode, CreatedAt: now, UpdatedAt: now}
+				if err := tx.InsertWebhookDelivery(ctx, d); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return taken, err
+}
+
+// sendDue claims up to Concurrency due deliveries and sends them at once.
+// Deliveries about the same object to the same endpoint are never claimed
+// together, so sending in parallel keeps their order.
+func (w *Worker) sendDue(ctx context.Context) (int, error) {
+	token := leaseToken()
+	var claims []Claim
+	err := w.store.WebhookTx(ctx, func(tx Tx) error {
+		now := w.now()
+		var err error
+		claims, err = tx.ClaimWebhookDeliveries(ctx, now, now.Add(w.opts.Lease), token, w.opts.Concurrency)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(claims))
+	for i := range claims {
+		wg.Go(func() { errs[i] = w.send(ctx, &claims[i], token) })
+	}
+	wg.Wait()
+	return len(claims), errors.Join(errs...)
+}
+
+func leaseToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// send makes one attempt and records it with the delivery's next state.
+func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
+	at := w.now()
+	started := time.Now()
+	status, sendErr := w.post(ctx, c, at)
+	if ctx.Err() != nil {
+		// Shutting down: the attempt says nothing about the receiver. The
+		// lease expires and the delivery is sent again.
+		return nil
+	}
+	a := Attempt{AttemptedAt: at, DurationMS: time.Since(started).Milliseconds()}
+	if status != 0 {
+		a.StatusCode = &status
+	}
+	o := Outcome{AttemptCount: c.AttemptCount + 1, UpdatedAt: w.now()}
+	switch {
+	case sendErr == nil && status >= 200 && status < 300:
+		o.Status, o.DeliveredAt = DeliveryDelivered, &o.UpdatedAt
+	default:
+		msg := ""
+		if sendErr != nil {
+			msg = sendErr.Error()
+		} else {
+			msg = "the endpoint answered " + strconv.Itoa(status)
+			if status >= 300 && status < 400 {
+				msg += "; redirects are not followed"
+			}
+		}
+		a.Error = &msg
+		if o.AttemptCount > len(w.opts.Schedule) {
+			o.Status = DeliveryFailed
+		} else {
+			next := o.UpdatedAt.Add(backoff(w.opts.Schedule[o.AttemptCount-1]))
+			o.Status, o.NextAttemptAt = DeliveryPending, &next
+		}
+		w.opts.Log.Warn("webhook attempt failed", "delivery", c.Delivery, "endpoint", c.Endpoint,
+			"event", c.EventID, "attempt", o.AttemptCount, "error", msg, "status", string(o.Status))
+	}
+	var kept bool
+	err := w.store.WebhookTx(ctx, func(tx Tx) error {
+		var err error
+		kept, err = tx.RecordWebhookAttempt(ctx, c.Delivery, token, a, o)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record attempt of %s: %w", c.Delivery, err)
+	}
+	if !kept {
+		w.opts.Log.Warn("webhook lease lost before the attempt was recorded; another worker owns the delivery",
+			"delivery", c.Delivery)
+	}
+	return nil
+}
+
+// backoff adds up to jitter of d at random.
+func backoff(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration(mrand.Int64N(int64(float64(d)*jitter)+1))
+}
+
+// maxResponseRead bounds how much of an answer is read (to reuse the
+// connection); the body itself is not kept.
+const maxResponseRead = 64 << 10
+
+// post sends the delivery and returns the answer's status code, or the
+// reason there was none.
+func (w *Worker) post(ctx context.Context, c *Claim, at time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
+	defer cancel()
+	ts := at.Unix()
+	sig, err := Sign(c.Secret, c.EventID, ts, c.Payload)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(c.Payload))
+	if err != nil {
+		return 0, fmt.Errorf("bad endpoint URL: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Cardrail-Webhooks/1")
+	req.Header.Set(HeaderID, c.EventID)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, sig)
+	res, err := w.clients[c.Livemode].Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("no answer within %s", w.opts.Timeout)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the endpoint's; saying it again adds nothing
+		}
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, maxResponseRead))
+	_ = res.Body.Close()
+	return res.StatusCode, nil
+}
