@@ -135,6 +135,26 @@ type Tx interface {
 	// its pending ones.
 	DisputedAmount(ctx context.Context, authorization string) (amount int64, pending int, err error)
 
+	// The set-based statements of the authorization batch: each does for
+	// many objects what its singular sibling does for one.
+
+	// LockCardsForAuthorization locks the cards (any mode and owner) in
+	// reference order and returns, in one read, those that exist with their
+	// program's switch and limits and their spend in the day and month
+	// windows.
+	LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]LockedCard, error)
+	// AddSpendMany raises spend windows by the given positive deltas.
+	AddSpendMany(ctx context.Context, deltas map[[2]string]int64) error
+	// PostBatch applies many balanced entries with one balance update per
+	// statement; like Post, a floored account that would go negative fails
+	// the whole batch and applies nothing.
+	PostBatch(ctx context.Context, entries []ledger.Entry) error
+	InsertAuthorizations(ctx context.Context, as []*Authorization) error
+	InsertEvents(ctx context.Context, es []*Event) error
+	// MarkIdempotent records that the requests holding these keys applied
+	// their effect in this transaction.
+	MarkIdempotent(ctx context.Context, marks []IdempotencyMark) error
+
 	SetCardholder(ctx context.Context, c *Cardholder) error
 	InsertEvent(ctx context.Context, e *Event) error
 	InsertAudit(ctx context.Context, a *AuditRecord) error
@@ -204,4 +224,14 @@ type IdempotencyStore interface {
 	ReleaseIdempotent(ctx context.Context, scope, key string) error
 	// PurgeIdempotent deletes keys created before cutoff.
 	PurgeIdempotent(ctx context.Context, cutoff time.Time) (int64, error)
+}
+
+// LockedCard is a card read under its lock with everything the
+// authorization decision needs besides the attempt.
+type LockedCard struct {
+	Card           *Card
+	ProgramEnabled bool
+	Limits         Limits
+	DailyUsed      int64
+	MonthlyUsed    int64
 }

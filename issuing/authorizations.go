@@ -30,73 +30,16 @@ func validateAttempt(a cardrail.AuthorizationAttempt) []cardrail.FieldError {
 
 // Authorize decides an authorization on one of the caller's cards and
 // records it, approved with a hold or declined with its reason, together with
-// its card.authorization.created event.
+// its card.authorization.created event. Concurrent authorizations share
+// transactions (see batch.go); each caller still gets its own answer.
 func (s *Service) Authorize(ctx context.Context, c cardrail.Caller, ref string, a cardrail.AuthorizationAttempt) (*cardrail.Authorization, error) {
 	if errs := validateAttempt(a); len(errs) > 0 {
 		return nil, cardrail.Invalid(errs...)
 	}
-	var out *cardrail.Authorization
-	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
-		card, err := s.lockCard(ctx, tx, c, ref, false)
-		if err != nil {
-			return err
-		}
-		out, err = s.authorize(ctx, tx, card, a)
-		return err
-	})
-	return out, cardrail.WithOp("authorizations.Create", err)
-}
-
-// authorize runs under the card's lock: it reads the card's position, lets
-// the pure decision decide, and applies the result.
-func (s *Service) authorize(ctx context.Context, tx cardrail.Tx, card *cardrail.Card, a cardrail.AuthorizationAttempt) (*cardrail.Authorization, error) {
-	prog, err := tx.Program(ctx, card.Livemode, card.Program)
-	if err != nil {
-		return nil, err
+	if !cardrail.HasPrefix(ref, cardrail.PrefixCard) {
+		return nil, cardrail.NotFound("card", ref)
 	}
-	now := s.now()
-	day, month := cardrail.DayWindow(now), cardrail.MonthWindow(now)
-	used, err := tx.SpendUsed(ctx, card.Reference, day, month)
-	if err != nil {
-		return nil, err
-	}
-	pos := cardrail.CardPosition{
-		ProgramEnabled: prog.Enabled(), Status: card.Status, Currency: card.Currency, Limits: prog.Limits,
-		Controls: card.SpendingControls, Available: card.Balance.Available, DailyUsed: used[day], MonthlyUsed: used[month],
-	}
-	auth := &cardrail.Authorization{
-		Object: "authorization", Reference: cardrail.NewReference(cardrail.PrefixAuthorization), Card: card.Reference,
-		Amount: a.Amount, Currency: a.Currency, Merchant: a.Merchant, Livemode: card.Livemode, Owner: card.Owner,
-		CreatedAt: now, UpdatedAt: now,
-	}
-	reason := cardrail.Decide(pos, a)
-	if reason == "" {
-		e := ledger.Move(ledger.TypeHold, card.Livemode, card.Currency, ledger.CardAvailableAccount(card.Reference), ledger.CardHeldAccount(card.Reference), a.Amount)
-		e.Card, e.Authorization = card.Reference, auth.Reference
-		err := tx.Post(ctx, &e)
-		if _, short := ledger.IsInsufficientFunds(err); short {
-			// The decision read the balance under the card's lock, so this
-			// only happens if storage and decision disagree; the ledger wins.
-			reason = cardrail.DeclineInsufficientFunds
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	if reason == "" {
-		for _, w := range []string{day, month} {
-			if err := tx.AddSpend(ctx, card.Reference, w, a.Amount); err != nil {
-				return nil, err
-			}
-		}
-		expires := now.Add(s.cfg.HoldWindow)
-		auth.Status, auth.HeldAmount, auth.ExpiresAt = cardrail.AuthPending, a.Amount, &expires
-	} else {
-		auth.Status, auth.DeclineReason = cardrail.AuthDeclined, &reason
-	}
-	if err := tx.InsertAuthorization(ctx, auth); err != nil {
-		return nil, err
-	}
-	return auth, s.emit(ctx, tx, cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth)
+	return s.engine.submit(&authJob{ctx: ctx, caller: c, card: ref, attempt: a, done: make(chan authResult, 1)})
 }
 
 // Authorization returns one of the caller's authorizations.

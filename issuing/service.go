@@ -25,6 +25,8 @@ type Config struct {
 	HoldWindow time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Batch tunes the authorization engine.
+	Batch BatchConfig
 }
 
 // Service implements the use cases.
@@ -35,6 +37,7 @@ type Service struct {
 	keys     *seal.Keyring
 	cfg      Config
 	log      *slog.Logger
+	engine   *engine
 }
 
 // New returns a Service.
@@ -48,8 +51,14 @@ func New(store cardrail.Store, reg *provider.Registry, router *provider.Router, 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: store, registry: reg, router: router, keys: keys, cfg: cfg, log: log}
+	s := &Service{store: store, registry: reg, router: router, keys: keys, cfg: cfg, log: log}
+	s.engine = newEngine(s, cfg.Batch)
+	return s
 }
+
+// Close stops the authorization engine once the authorizations already
+// queued are decided.
+func (s *Service) Close() { s.engine.close() }
 
 // Store returns the service's storage (health checks, operators' reads).
 func (s *Service) Store() cardrail.Store { return s.store }

@@ -34,6 +34,10 @@ func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
 	if cfg.MaxConns < 16 {
 		cfg.MaxConns = 16
 	}
+	// One round trip per statement: the batch statements' text varies with
+	// the batch's size, so caching a prepared statement per text would cost
+	// a prepare round trip on most of them.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
@@ -53,7 +57,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -142,7 +146,24 @@ type txConn struct {
 	t pgx.Tx
 }
 
-func (t txConn) Commit(ctx context.Context) error   { return t.t.Commit(ctx) }
+func (t txConn) Commit(ctx context.Context) error { return t.t.Commit(ctx) }
+
+// ExecPipeline implements sqlstore.Pipeliner: the statements go out as one
+// pgx batch, in one round trip.
+func (t txConn) ExecPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
+	b := &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(s.SQL, s.Args...)
+	}
+	br := t.t.SendBatch(ctx, b)
+	for range stmts {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
 func (t txConn) Rollback(ctx context.Context) error { return t.t.Rollback(ctx) }
 
 type rows struct{ pgx.Rows }

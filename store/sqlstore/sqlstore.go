@@ -120,10 +120,11 @@ func (s *Store) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
 }
 
 func (s *Store) tx(ctx context.Context, fn func(cardrail.Tx) error) (err error) {
-	c, err := s.conn.Begin(ctx)
+	raw, err := s.conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	c := &pipelineConn{TxConn: raw}
 	defer func() {
 		if err != nil {
 			// The rollback error is secondary to the one that caused it.

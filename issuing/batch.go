@@ -1,0 +1,260 @@
+package issuing
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/ledger"
+)
+
+// BatchConfig tunes the authorization engine.
+type BatchConfig struct {
+	// MaxBatch bounds the authorizations one transaction decides (default
+	// 256).
+	MaxBatch int
+	// Executors is how many batches may be in flight at once, each in its
+	// own transaction (default 4). While one commits, the next fills.
+	Executors int
+	// Linger is how long an executor that found work waits for more before
+	// it starts (default 0: take what is queued, so a lone request pays
+	// nothing and a burst batches itself behind the commit in flight).
+	Linger time.Duration
+}
+
+// authJob is one authorization waiting for a batch.
+type authJob struct {
+	ctx     context.Context
+	caller  cardrail.Caller
+	card    string
+	attempt cardrail.AuthorizationAttempt
+	done    chan authResult
+}
+
+type authResult struct {
+	auth *cardrail.Authorization
+	err  error
+}
+
+// engine decides authorizations in batches: one transaction, one commit,
+// many answers. The decision stays the pure cardrail.Decide; what batching
+// changes is only how many decisions share a commit.
+type engine struct {
+	s     *Service
+	cfg   BatchConfig
+	queue chan *authJob
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newEngine(s *Service, cfg BatchConfig) *engine {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	if cfg.Executors <= 0 {
+		cfg.Executors = 4
+	}
+	e := &engine{s: s, cfg: cfg, queue: make(chan *authJob, 4*cfg.MaxBatch), stop: make(chan struct{})}
+	for range cfg.Executors {
+		e.wg.Add(1)
+		go e.run()
+	}
+	return e
+}
+
+// close stops the executors after the queue drains.
+func (e *engine) close() {
+	close(e.stop)
+	e.wg.Wait()
+}
+
+func (e *engine) submit(j *authJob) (*cardrail.Authorization, error) {
+	select {
+	case e.queue <- j:
+	case <-j.ctx.Done():
+		return nil, j.ctx.Err()
+	case <-e.stop:
+		return nil, cardrail.Errorf(cardrail.CodeServiceUnavailable, "The service is shutting down.")
+	}
+	// Once queued the job is decided even if the caller leaves, so that the
+	// answer is never ambiguous: the effect and its idempotency mark commit
+	// together or not at all.
+	r := <-j.done
+	return r.auth, r.err
+}
+
+func (e *engine) run() {
+	defer e.wg.Done()
+	for {
+		var first *authJob
+		select {
+		case first = <-e.queue:
+		case <-e.stop:
+			// Drain what was queued before stopping.
+			for {
+				select {
+				case j := <-e.queue:
+					e.process([]*authJob{j})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*authJob{first}
+		var linger <-chan time.Time
+		if e.cfg.Linger > 0 {
+			linger = time.After(e.cfg.Linger)
+		}
+	fill:
+		for len(batch) < e.cfg.MaxBatch {
+			select {
+			case j := <-e.queue:
+				batch = append(batch, j)
+			default:
+				if linger == nil {
+					break fill
+				}
+				select {
+				case j := <-e.queue:
+					batch = append(batch, j)
+				case <-linger:
+					break fill
+				}
+			}
+		}
+		e.process(batch)
+	}
+}
+
+// process decides a batch in one transaction. If the transaction fails as
+// a whole, each job is decided alone, so one failing authorization never
+// takes the others with it.
+func (e *engine) process(batch []*authJob) {
+	live := batch[:0:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- authResult{err: err} // left before its turn: nothing applied
+			continue
+		}
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	var results []authResult
+	err := e.s.store.Tx(context.Background(), func(tx cardrail.Tx) error {
+		var err error
+		results, err = e.s.decideBatch(context.Background(), tx, live)
+		return err
+	})
+	if err != nil {
+		if len(live) > 1 {
+			for _, j := range live {
+				e.process([]*authJob{j})
+			}
+			return
+		}
+		results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
+	}
+	for i, j := range live {
+		j.done <- results[i]
+	}
+}
+
+// decideBatch runs under the locks of every card in the batch: it reads
+// their positions with a handful of set-based statements, lets the pure
+// decision decide each attempt in arrival order (an approval lowers what the
+// next attempt on the same card sees), and writes every effect with
+// multi-row statements.
+func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJob) ([]authResult, error) {
+	now := s.now()
+	day, month := cardrail.DayWindow(now), cardrail.MonthWindow(now)
+	refs := make([]string, 0, len(jobs))
+	for _, j := range jobs {
+		refs = append(refs, j.card)
+	}
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	locked, err := tx.LockCardsForAuthorization(ctx, refs, day, month)
+	if err != nil {
+		return nil, err
+	}
+	cards := make(map[string]*cardrail.Card, len(locked))
+	positions := make(map[string]*cardrail.CardPosition, len(locked))
+	for _, l := range locked {
+		c := l.Card
+		cards[c.Reference] = c
+		positions[c.Reference] = &cardrail.CardPosition{
+			ProgramEnabled: l.ProgramEnabled, Status: c.Status, Currency: c.Currency, Limits: l.Limits,
+			Controls: c.SpendingControls, Available: c.Balance.Available, DailyUsed: l.DailyUsed, MonthlyUsed: l.MonthlyUsed,
+		}
+	}
+
+	results := make([]authResult, len(jobs))
+	var (
+		auths   []*cardrail.Authorization
+		events  []*cardrail.Event
+		entries []ledger.Entry
+		marks   []cardrail.IdempotencyMark
+	)
+	deltas := map[[2]string]int64{}
+	for i, j := range jobs {
+		card := cards[j.card]
+		if card == nil || card.Livemode != j.caller.Livemode || card.Owner != j.caller.Subject {
+			results[i].err = cardrail.NotFound("card", j.card)
+			continue
+		}
+		pos := positions[card.Reference]
+		auth := &cardrail.Authorization{
+			Object: "authorization", Reference: cardrail.NewReference(cardrail.PrefixAuthorization), Card: card.Reference,
+			Amount: j.attempt.Amount, Currency: j.attempt.Currency, Merchant: j.attempt.Merchant, Livemode: card.Livemode,
+			Owner: card.Owner, CreatedAt: now, UpdatedAt: now,
+		}
+		if reason := cardrail.Decide(*pos, j.attempt); reason != "" {
+			auth.Status, auth.DeclineReason = cardrail.AuthDeclined, &reason
+		} else {
+			*pos = pos.Apply(j.attempt)
+			expires := now.Add(s.cfg.HoldWindow)
+			auth.Status, auth.HeldAmount, auth.ExpiresAt = cardrail.AuthPending, j.attempt.Amount, &expires
+			e := ledger.Move(ledger.TypeHold, card.Livemode, card.Currency, ledger.CardAvailableAccount(card.Reference), ledger.CardHeldAccount(card.Reference), j.attempt.Amount)
+			e.Card, e.Authorization = card.Reference, auth.Reference
+			entries = append(entries, e)
+			deltas[[2]string{card.Reference, day}] += j.attempt.Amount
+			deltas[[2]string{card.Reference, month}] += j.attempt.Amount
+		}
+		ev, err := cardrail.NewEvent(cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth, now)
+		if err != nil {
+			return nil, err
+		}
+		auths, events = append(auths, auth), append(events, &ev)
+		if m, ok := cardrail.IdempotencyMarkFrom(j.ctx); ok {
+			marks = append(marks, m)
+		}
+		results[i].auth = auth
+	}
+	if err := tx.PostBatch(ctx, entries); err != nil {
+		if _, short := ledger.IsInsufficientFunds(err); short {
+			// The decisions read balances under the cards' locks, so the
+			// ledger refusing them means storage and decision disagree:
+			// fail the batch, and the one-by-one retry sorts it out.
+			return nil, errors.Join(errors.New("batch hold refused by the ledger"), err)
+		}
+		return nil, err
+	}
+	if err := tx.AddSpendMany(ctx, deltas); err != nil {
+		return nil, err
+	}
+	if err := tx.InsertAuthorizations(ctx, auths); err != nil {
+		return nil, err
+	}
+	if err := tx.InsertEvents(ctx, events); err != nil {
+		return nil, err
+	}
+	if err := tx.MarkIdempotent(ctx, marks); err != nil {
+		return nil, err
+	}
+	return results, nil
+}

@@ -1,0 +1,309 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/ledger"
+)
+
+// maxRows bounds the rows of one multi-row statement, keeping every
+// statement well inside both databases' parameter limits.
+const maxRows = 400
+
+// values renders n rows of width placeholders starting at $start:
+// "($1, $2), ($3, $4)".
+func values(n, width, start int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range width {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", start+i*width+j)
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// inList renders "$start, …" for n placeholders.
+func inList(n, start int) string {
+	ph := make([]string, n)
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", start+i)
+	}
+	return strings.Join(ph, ", ")
+}
+
+// chunks calls fn for consecutive slices of at most maxRows items.
+func chunks[T any](items []T, fn func([]T) error) error {
+	for len(items) > 0 {
+		n := min(len(items), maxRows)
+		if err := fn(items[:n]); err != nil {
+			return err
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+// LockCardsForAuthorization implements cardrail.Tx. The card and its two
+// balance rows are locked; the program and spend rows are only read, since
+// configuration binds requests that start after it commits and spend rows
+// change only under the card's lock.
+func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]cardrail.LockedCard, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, len(refs)+2)
+	args = append(args, day, month)
+	for _, r := range refs {
+		args = append(args, r)
+	}
+	lock := ""
+	if q.d.ForUpdate != "" {
+		lock = q.d.ForUpdate + " OF c, a, h"
+	}
+	rows, err := q.q.Query(ctx, `SELECT c.reference, c.owner, c.program, c.provider, c.status, c.status_reason, c.type, c.brand,
+		c.currency, c.last4, c.exp_month, c.exp_year, c.nickname, c.spending_controls, c.metadata, c.livemode,
+		c.created_at, c.updated_at, a.balance, h.balance, p.status, p.limits, COALESCE(sd.amount, 0), COALESCE(sm.amount, 0)
+		FROM cards c
+		JOIN accounts a ON a.id = c.reference || '.available'
+		JOIN accounts h ON h.id = c.reference || '.held'
+		JOIN programs p ON p.livemode = c.livemode AND p.code = c.program
+		LEFT JOIN card_spend sd ON sd.card = c.reference AND sd.period = $1
+		LEFT JOIN card_spend sm ON sm.card = c.reference AND sm.period = $2
+		WHERE c.reference IN (`+inList(len(refs), 3)+`) ORDER BY c.reference`+lock, args...)
+	if err != nil {
+		return nil, fmt.Errorf("lock cards: %w", err)
+	}
+	defer rows.Close()
+	var out []cardrail.LockedCard
+	for rows.Next() {
+		var c cardrail.Card
+		var controls, metadata, status, limits string
+		var created, updated int64
+		var lc cardrail.LockedCard
+		if err := rows.Scan(&c.Reference, &c.Owner, &c.Program, &c.Provider, &c.Status, &c.StatusReason, &c.Type, &c.Brand,
+			&c.Currency, &c.Last4, &c.ExpMonth, &c.ExpYear, &c.Nickname, &controls, &metadata, &c.Livemode,
+			&created, &updated, &c.Balance.Available, &c.Balance.Held, &status, &limits, &lc.DailyUsed, &lc.MonthlyUsed); err != nil {
+			return nil, err
+		}
+		if err := unmarshalAll(controls, &c.SpendingControls, metadata, &c.Metadata, limits, &lc.Limits); err != nil {
+			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
+		}
+		c.Object = "card"
+		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+		lc.Card, lc.ProgramEnabled = &c, status == cardrail.ProgramEnabled
+		out = append(out, lc)
+	}
+	return out, rows.Err()
+}
+
+// AddSpendMany implements cardrail.Tx.
+func (q *queries) AddSpendMany(ctx context.Context, deltas map[[2]string]int64) error {
+	keys := make([][2]string, 0, len(deltas))
+	for k, d := range deltas {
+		if d < 0 {
+			return fmt.Errorf("add spend %v: negative delta %d", k, d)
+		}
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	return chunks(keys, func(ks [][2]string) error {
+		args := make([]any, 0, 3*len(ks))
+		for _, k := range ks {
+			args = append(args, k[0], k[1], deltas[k])
+		}
+		return q.deferExec(ctx, `INSERT INTO card_spend (card, period, amount) VALUES `+values(len(ks), 3, 1)+`
+			ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`, args...)
+	})
+}
+
+// PostBatch implements cardrail.Tx. Balances move first, by one conditional
+// statement per chunk of accounts whose RETURNING gives each account's final
+// balance; every line's balance_after is then derived backwards from it, so
+// the lines agree with the balances without the caller supplying either.
+func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	deltas := map[string]int64{}
+	var accounts []string
+	meta := map[string]*ledger.Entry{}
+	for i := range entries {
+		e := &entries[i]
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		e.Reference = cardrail.NewReference(cardrail.PrefixEntry)
+		for _, l := range e.Lines {
+			if _, seen := deltas[l.Account]; !seen {
+				accounts = append(accounts, l.Account)
+				meta[l.Account] = e
+			}
+			sum, ok := cardrail.AddAmounts(deltas[l.Account], l.Amount)
+			if !ok {
+				return fmt.Errorf("post batch: overflow on %s", l.Account)
+			}
+			deltas[l.Account] = sum
+		}
+	}
+	slices.Sort(accounts) // the fixed lock order
+	now := micros(q.now())
+	for _, a := range accounts {
+		if k := ledger.KindOf(a); !k.Floored() {
+			e := meta[a]
+			if _, err := q.q.Exec(ctx, `INSERT INTO accounts (id, kind, livemode, currency, balance, created_at)
+				VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (id) DO NOTHING`, a, string(k), e.Livemode, e.Currency, now); err != nil {
+				return fmt.Errorf("ensure system account: %w", err)
+			}
+		}
+	}
+	final := make(map[string]int64, len(accounts))
+	err := chunks(accounts, func(ids []string) error {
+		args := make([]any, 0, 3*len(ids))
+		var cases strings.Builder
+		for i, id := range ids {
+			fmt.Fprintf(&cases, " WHEN $%d THEN CAST($%d AS BIGINT)", 2*i+1, 2*i+2)
+			args = append(args, id, deltas[id])
+		}
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		rows, err := q.q.Query(ctx, `UPDATE accounts SET balance = balance + CASE id`+cases.String()+` END
+			WHERE id IN (`+inList(len(ids), 2*len(ids)+1)+`) RETURNING id, balance`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var bal int64
+			if err := rows.Scan(&id, &bal); err != nil {
+				return err
+			}
+			final[id] = bal
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "check") {
+			return &ledger.InsufficientFunds{Account: "(batch)"}
+		}
+		return fmt.Errorf("post batch balances: %w", err)
+	}
+	for _, a := range accounts {
+		if _, ok := final[a]; !ok {
+			return fmt.Errorf("post batch: no account %s", a)
+		}
+		if final[a] < 0 && ledger.KindOf(a).Floored() {
+			return &ledger.InsufficientFunds{Account: a}
+		}
+	}
+	type line struct {
+		ref, entry, account string
+		amount, after       int64
+	}
+	var lines []line
+	for i := range entries {
+		for _, l := range entries[i].Lines {
+			lines = append(lines, line{ref: cardrail.NewReference(cardrail.PrefixTransaction), entry: entries[i].Reference, account: l.Account, amount: l.Amount})
+		}
+	}
+	running := final
+	for i := len(lines) - 1; i >= 0; i-- {
+		lines[i].after = running[lines[i].account]
+		running[lines[i].account] -= lines[i].amount
+	}
+	if err := chunks(entries, func(es []ledger.Entry) error {
+		args := make([]any, 0, 8*len(es))
+		for _, e := range es {
+			args = append(args, e.Reference, e.Livemode, e.Type, e.Currency, nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute), now)
+		}
+		return q.deferExec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)
+			VALUES `+values(len(es), 8, 1), args...)
+	}); err != nil {
+		return fmt.Errorf("insert entries: %w", err)
+	}
+	if err := chunks(lines, func(ls []line) error {
+		args := make([]any, 0, 6*len(ls))
+		for _, l := range ls {
+			args = append(args, l.ref, l.entry, l.account, l.amount, l.after, now)
+		}
+		return q.deferExec(ctx, `INSERT INTO journal_lines (reference, entry, account, amount, balance_after, created_at)
+			VALUES `+values(len(ls), 6, 1), args...)
+	}); err != nil {
+		return fmt.Errorf("insert lines: %w", err)
+	}
+	return nil
+}
+
+// InsertAuthorizations implements cardrail.Tx.
+func (q *queries) InsertAuthorizations(ctx context.Context, as []*cardrail.Authorization) error {
+	return chunks(as, func(as []*cardrail.Authorization) error {
+		args := make([]any, 0, 16*len(as))
+		for _, a := range as {
+			merchant, err := json.Marshal(a.Merchant)
+			if err != nil {
+				return err
+			}
+			var expires *int64
+			if a.ExpiresAt != nil {
+				v := micros(*a.ExpiresAt)
+				expires = &v
+			}
+			var reason *string
+			if a.DeclineReason != nil {
+				s := string(*a.DeclineReason)
+				reason = &s
+			}
+			args = append(args, a.Reference, a.Livemode, a.Owner, a.Card, string(a.Status), a.Amount, a.Currency, a.HeldAmount,
+				a.SettledAmount, a.ReversedAmount, a.RefundedAmount, string(merchant), reason, expires, micros(a.CreatedAt), micros(a.UpdatedAt))
+		}
+		if err := q.deferExec(ctx, `INSERT INTO authorizations (`+authColumns+`) VALUES `+values(len(as), 16, 1), args...); err != nil {
+			return fmt.Errorf("insert authorizations: %w", err)
+		}
+		return nil
+	})
+}
+
+// InsertEvents implements cardrail.Tx.
+func (q *queries) InsertEvents(ctx context.Context, es []*cardrail.Event) error {
+	return chunks(es, func(es []*cardrail.Event) error {
+		args := make([]any, 0, 6*len(es))
+		for _, e := range es {
+			payload, err := jsonText(e)
+			if err != nil {
+				return err
+			}
+			args = append(args, e.ID, e.Type, e.Livemode, e.ObjectRef, payload, micros(e.CreatedAt))
+		}
+		if err := q.deferExec(ctx, `INSERT INTO events (id, type, livemode, object_ref, payload, created_at) VALUES `+values(len(es), 6, 1), args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+		return nil
+	})
+}
+
+// MarkIdempotent implements cardrail.Tx.
+func (q *queries) MarkIdempotent(ctx context.Context, marks []cardrail.IdempotencyMark) error {
+	var errs []error
+	for _, m := range marks {
+		if err := q.deferExec(ctx, `UPDATE idempotency_keys SET applied = TRUE WHERE scope = $1 AND key = $2`, m.Scope, m.Key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
