@@ -147,8 +147,11 @@ type Tx interface {
 	AddSpendMany(ctx context.Context, deltas map[[2]string]int64) error
 	// PostBatch applies many balanced entries with one balance update per
 	// statement; like Post, a floored account that would go negative fails
-	// the whole batch and applies nothing.
-	PostBatch(ctx context.Context, entries []ledger.Entry) error
+	// the whole batch and applies nothing. known may give the balances of
+	// accounts the caller read under lock in this transaction; when it
+	// covers every account, no balance has to be read back and the writes
+	// travel in one round trip.
+	PostBatch(ctx context.Context, entries []ledger.Entry, known map[string]int64) error
 	InsertAuthorizations(ctx context.Context, as []*Authorization) error
 	InsertEvents(ctx context.Context, es []*Event) error
 	// MarkIdempotent records that the requests holding these keys applied

@@ -184,9 +184,12 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 	}
 	cards := make(map[string]*cardrail.Card, len(locked))
 	positions := make(map[string]*cardrail.CardPosition, len(locked))
+	balances := make(map[string]int64, 2*len(locked))
 	for _, l := range locked {
 		c := l.Card
 		cards[c.Reference] = c
+		balances[ledger.CardAvailableAccount(c.Reference)] = c.Balance.Available
+		balances[ledger.CardHeldAccount(c.Reference)] = c.Balance.Held
 		positions[c.Reference] = &cardrail.CardPosition{
 			ProgramEnabled: l.ProgramEnabled, Status: c.Status, Currency: c.Currency, Limits: l.Limits,
 			Controls: c.SpendingControls, Available: c.Balance.Available, DailyUsed: l.DailyUsed, MonthlyUsed: l.MonthlyUsed,
@@ -235,7 +238,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		}
 		results[i].auth = auth
 	}
-	if err := tx.PostBatch(ctx, entries); err != nil {
+	if err := tx.PostBatch(ctx, entries, balances); err != nil {
 		if _, short := ledger.IsInsufficientFunds(err); short {
 			// The decisions read balances under the cards' locks, so the
 			// ledger refusing them means storage and decision disagree:
