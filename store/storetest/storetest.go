@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"idempotency", idempotencyContracts},
 		{"events and audit", eventContracts},
 		{"settings", settingContracts},
+		{"batches", batchContracts},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
