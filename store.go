@@ -87,6 +87,10 @@ type Reader interface {
 	AuditLog(ctx context.Context, livemode bool, p ListParams) (Page[AuditRecord], error)
 	Events(ctx context.Context, f EventFilter) (Page[Event], error)
 
+	// ExpiredCards lists cards still active, frozen or blocked whose expiry
+	// month ended before the given year and month, oldest expiry first.
+	ExpiredCards(ctx context.Context, year, month, limit int) ([]Card, error)
+
 	// AccountBalances sums every account by mode, currency and kind.
 	AccountBalances(ctx context.Context, livemode bool) ([]AccountBalance, error)
 

@@ -554,3 +554,47 @@ func TestConcurrentMoney(t *testing.T) {
 		})
 	})
 }
+
+func TestCardExpiryJob(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		old := alice.FundedCard(5000)
+		hold := alice.Must(201, "POST", "/managed-cards/"+old+"/authorize/", apptest.Purchase(1000)).Str("reference")
+		current := alice.NewCard("usd_visa_virtual")
+		now := time.Now().UTC()
+		setExpiry := func(card string, year, month int) {
+			if _, err := env.App.Store.Conn().Exec(context.Background(), `UPDATE cards SET exp_year = $1, exp_month = $2 WHERE reference = $3`,
+				year, month, card); err != nil {
+				t.Fatal(err)
+			}
+		}
+		last := now.AddDate(0, -1, 0)
+		setExpiry(old, last.Year(), int(last.Month()))
+		setExpiry(current, now.Year(), int(now.Month()))
+		env.App.Tick(context.Background())
+
+		if s := alice.Must(200, "GET", "/managed-cards/"+current+"/", nil).Str("status"); s != "active" {
+			t.Fatalf("a card expiring this month is %s before the month ends", s)
+		}
+		a, h, w := balances(t, alice, old)
+		if s := alice.Must(200, "GET", "/managed-cards/"+old+"/", nil).Str("status"); s != "expired" || a != 0 || h != 1000 || w != 4000 {
+			t.Fatalf("after expiry: status %s available %d held %d wallet %d", s, a, h, w)
+		}
+		t.Run("an expired card's released hold goes to the wallet", func(t *testing.T) {
+			alice.Must(200, "POST", "/authorizations/"+hold+"/reverse/", nil)
+			if a, h, w := balances(t, alice, old); a != 0 || h != 0 || w != 5000 {
+				t.Fatalf("available %d held %d wallet %d", a, h, w)
+			}
+		})
+		t.Run("expired is final", func(t *testing.T) {
+			if r := alice.Do("POST", "/managed-cards/"+old+"/unfreeze/", nil); r.Code() != "invalid_card_state" {
+				t.Fatalf("%s", r.Body)
+			}
+			if d := alice.Must(201, "POST", "/managed-cards/"+old+"/authorize/", apptest.Purchase(1)); d.Str("decline_reason") != "card_not_active" {
+				t.Fatalf("%s", d.Body)
+			}
+		})
+		env.CheckLedger()
+	})
+}

@@ -173,6 +173,11 @@ func (a *App) Tick(ctx context.Context) {
 			break
 		}
 	}
+	if n, err := a.Service.ExpireCards(ctx, 500); err != nil && ctx.Err() == nil {
+		a.Log.Error("expire cards", "error", err.Error())
+	} else if n > 0 {
+		a.Log.Info("expired cards", "count", n)
+	}
 	if _, err := a.Store.PurgeIdempotent(ctx, time.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
 		a.Log.Error("purge idempotency keys", "error", err.Error())
 	}

@@ -284,7 +284,7 @@ var statusEvents = map[cardrail.CardStatus]string{
 func (s *Service) Transition(ctx context.Context, c cardrail.Caller, ref string, to cardrail.CardStatus, by cardrail.Actor) (*cardrail.Card, error) {
 	var out *cardrail.Card
 	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
-		card, err := s.lockCard(ctx, tx, c, ref, by == cardrail.ActorOperator)
+		card, err := s.lockCard(ctx, tx, c, ref, by == cardrail.ActorOperator || by == cardrail.ActorSystem)
 		if err != nil {
 			return err
 		}
@@ -378,4 +378,30 @@ func (s *Service) RevealDetails(ctx context.Context, c cardrail.Caller, ref, req
 		return nil, cardrail.WithOp("cards.Reveal", err)
 	}
 	return d, nil
+}
+
+// ExpireCards moves every card whose expiry month has ended to expired,
+// sweeping its available balance to the owner's wallet, and reports how
+// many it expired. A card is valid through the last day of its expiry
+// month (UTC). It is the background job; a racing owner action simply wins
+// or loses the card's lock.
+func (s *Service) ExpireCards(ctx context.Context, batch int) (int, error) {
+	now := s.now()
+	cards, err := s.store.ExpiredCards(ctx, now.Year(), int(now.Month()), batch)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range cards {
+		sys := cardrail.Caller{Subject: "system:expiry", Livemode: c.Livemode}
+		_, err := s.Transition(ctx, sys, c.Reference, cardrail.CardExpired, cardrail.ActorSystem)
+		switch cardrail.ErrorCode(err) {
+		case "":
+			n++
+		case cardrail.CodeInvalidCardState:
+		default:
+			return n, err
+		}
+	}
+	return n, nil
 }
