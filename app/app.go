@@ -105,7 +105,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	reg := provider.NewRegistry()
 	adapters := registerSandboxPartners(reg, cvvSecret)
 	router := provider.NewRouter(reg, provider.RouterConfig{})
-	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow}, log)
+	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: cfg.AuthExecutors}}, log)
 	apiCfg := api.Config{RateLimit: cfg.RateLimit}
 	var limiter *ratelimit.Fallback // shared through Redis when configured (and limiting is on)
 	if cfg.RedisURL != "" && cfg.RateLimit > 0 {

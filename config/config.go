@@ -25,6 +25,8 @@ type Config struct {
 	HoldWindow              time.Duration // CARDRAIL_HOLD_WINDOW
 	WebhookAllowPrivate     bool          // CARDRAIL_WEBHOOK_ALLOW_PRIVATE
 	LogLevel                string        // CARDRAIL_LOG_LEVEL (debug, info, warn, error)
+	AuthExecutors           int           // CARDRAIL_AUTH_EXECUTORS: authorization batches in flight at once
+	AuthBatch               int           // CARDRAIL_AUTH_BATCH: most authorizations decided in one transaction
 }
 
 // Default is the configuration with nothing set: sandbox on an embedded
@@ -36,6 +38,7 @@ func Default() Config {
 		RateLimit:   50,
 		HoldWindow:  168 * time.Hour,
 		LogLevel:    "info",
+		AuthBatch:   256,
 	}
 }
 
@@ -67,6 +70,15 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CARDRAIL_RATE_LIMIT: %q is not a non-negative number", v)
 		}
 		c.RateLimit = f
+	}
+	for name, dst := range map[string]*int{"CARDRAIL_AUTH_EXECUTORS": &c.AuthExecutors, "CARDRAIL_AUTH_BATCH": &c.AuthBatch} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 4096 {
+				return c, fmt.Errorf("%s: %q is not a whole number from 1 to 4096", name, v)
+			}
+			*dst = n
+		}
 	}
 	if v := strings.TrimSpace(getenv("CARDRAIL_HOLD_WINDOW")); v != "" {
 		d, err := time.ParseDuration(v)

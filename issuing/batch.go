@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cardrail/cardrail"
@@ -48,6 +49,23 @@ type engine struct {
 	queue chan *authJob
 	stop  chan struct{}
 	wg    sync.WaitGroup
+
+	batches, decided, fallbacks atomic.Int64
+	busy                        atomic.Int64 // nanoseconds spent in batch transactions
+}
+
+// BatchStats are the authorization engine's running totals.
+type BatchStats struct {
+	Batches   int64         // transactions committed or attempted
+	Decided   int64         // authorizations they decided
+	Fallbacks int64         // batches retried one authorization at a time
+	Busy      time.Duration // time spent inside batch transactions, summed over executors
+}
+
+// BatchStats reports the engine's totals since start.
+func (s *Service) BatchStats() BatchStats {
+	e := s.engine
+	return BatchStats{Batches: e.batches.Load(), Decided: e.decided.Load(), Fallbacks: e.fallbacks.Load(), Busy: time.Duration(e.busy.Load())}
 }
 
 func newEngine(s *Service, cfg BatchConfig) *engine {
@@ -145,13 +163,18 @@ func (e *engine) process(batch []*authJob) {
 		return
 	}
 	var results []authResult
+	start := time.Now()
 	err := e.s.store.Tx(context.Background(), func(tx cardrail.Tx) error {
 		var err error
 		results, err = e.s.decideBatch(context.Background(), tx, live)
 		return err
 	})
+	e.busy.Add(int64(time.Since(start)))
+	e.batches.Add(1)
 	if err != nil {
 		if len(live) > 1 {
+			e.fallbacks.Add(1)
+			e.s.log.Warn("authorization batch failed; deciding one by one", "size", len(live), "error", err.Error())
 			for _, j := range live {
 				e.process([]*authJob{j})
 			}
@@ -159,6 +182,7 @@ func (e *engine) process(batch []*authJob) {
 		}
 		results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
 	}
+	e.decided.Add(int64(len(live)))
 	for i, j := range live {
 		j.done <- results[i]
 	}

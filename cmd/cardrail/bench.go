@@ -126,13 +126,33 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	warm := o
 	warm.Duration = time.Second
 	bench.Run(ctx, "warmup", client, warm)
-	spread := bench.Run(ctx, "spread", client, o)
-	fmt.Fprintln(stdout, spread)
+	// engine reports what the authorization engine did during a phase.
+	engine := func(run func()) {
+		if a == nil {
+			run()
+			return
+		}
+		before := a.Service.BatchStats()
+		run()
+		after := a.Service.BatchStats()
+		if n := after.Batches - before.Batches; n > 0 {
+			fmt.Fprintf(stdout, "        engine: %d transactions, %.1f authorizations each, %.2fms each, %d fell back to one by one\n",
+				n, float64(after.Decided-before.Decided)/float64(n),
+				float64((after.Busy-before.Busy).Microseconds())/1000/float64(n), after.Fallbacks-before.Fallbacks)
+		}
+	}
+	var spread bench.Result
+	engine(func() {
+		spread = bench.Run(ctx, "spread", client, o)
+		fmt.Fprintln(stdout, spread)
+	})
 	if *hot {
 		h := o
 		h.Cards = refs[:1]
-		hr := bench.Run(ctx, "hot", client, h)
-		fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
+		engine(func() {
+			hr := bench.Run(ctx, "hot", client, h)
+			fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
+		})
 	}
 	if *pgbench && a != nil && a.Store.Dialect() == "postgres" {
 		tps, _, err := bench.PGBench(ctx, *dbURL, *clients, *duration)

@@ -34,10 +34,10 @@ func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
 	if cfg.MaxConns < 16 {
 		cfg.MaxConns = 16
 	}
-	// One round trip per statement: the batch statements' text varies with
-	// the batch's size, so caching a prepared statement per text would cost
-	// a prepare round trip on most of them.
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	// Statements are prepared once per connection and cached (pgx's
+	// default); the batch statements come in a few bucketed shapes
+	// (sqlstore/batch.go), so the cache holds them all.
+	cfg.ConnConfig.StatementCacheCapacity = 1024
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)

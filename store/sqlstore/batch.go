@@ -15,7 +15,39 @@ import (
 
 // maxRows bounds the rows of one multi-row statement, keeping every
 // statement well inside both databases' parameter limits.
-const maxRows = 400
+const maxRows = 256
+
+// Statement shapes are bucketed so that a batch's statements come in a
+// handful of texts the databases can keep prepared, instead of one new text
+// (one parse and plan) per batch size: multi-row statements are split into
+// power-of-two chunks, and IN lists are padded to a power of two by
+// repeating their last value, which selects nothing extra.
+
+// pow2Floor is the largest power of two not above n (n ≥ 1).
+func pow2Floor(n int) int {
+	p := 1
+	for p*2 <= n {
+		p *= 2
+	}
+	return p
+}
+
+// pow2Ceil is the smallest power of two not below n (n ≥ 1).
+func pow2Ceil(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return p
+}
+
+// padded repeats the last value of vs up to a power-of-two length.
+func padded(vs []any) []any {
+	for n := pow2Ceil(len(vs)); len(vs) < n; {
+		vs = append(vs, vs[len(vs)-1])
+	}
+	return vs
+}
 
 // values renders n rows of width placeholders starting at $start:
 // "($1, $2), ($3, $4)".
@@ -46,10 +78,11 @@ func inList(n, start int) string {
 	return strings.Join(ph, ", ")
 }
 
-// chunks calls fn for consecutive slices of at most maxRows items.
+// chunks calls fn for consecutive slices of items, each a power of two of
+// at most maxRows items.
 func chunks[T any](items []T, fn func([]T) error) error {
 	for len(items) > 0 {
-		n := min(len(items), maxRows)
+		n := pow2Floor(min(len(items), maxRows))
 		if err := fn(items[:n]); err != nil {
 			return err
 		}
@@ -66,11 +99,12 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	args := make([]any, 0, len(refs)+2)
-	args = append(args, day, month)
-	for _, r := range refs {
-		args = append(args, r)
+	ids := make([]any, len(refs))
+	for i, r := range refs {
+		ids[i] = r
 	}
+	ids = padded(ids)
+	args := append([]any{day, month}, ids...)
 	lock := ""
 	if q.d.ForUpdate != "" {
 		lock = q.d.ForUpdate + " OF c, a, h"
@@ -84,7 +118,7 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 		JOIN programs p ON p.livemode = c.livemode AND p.code = c.program
 		LEFT JOIN card_spend sd ON sd.card = c.reference AND sd.period = $1
 		LEFT JOIN card_spend sm ON sm.card = c.reference AND sm.period = $2
-		WHERE c.reference IN (`+inList(len(refs), 3)+`) ORDER BY c.reference`+lock, args...)
+		WHERE c.reference IN (`+inList(len(ids), 3)+`) ORDER BY c.reference`+lock, args...)
 	if err != nil {
 		return nil, fmt.Errorf("lock cards: %w", err)
 	}
@@ -184,34 +218,16 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 			}
 		}
 		if err := chunks(accounts, func(ids []string) error {
-			args := make([]any, 0, 3*len(ids))
-			var cases strings.Builder
-			for i, id := range ids {
-				fmt.Fprintf(&cases, " WHEN $%d THEN CAST($%d AS BIGINT)", 2*i+1, 2*i+2)
-				args = append(args, id, deltas[id])
-			}
-			for _, id := range ids {
-				args = append(args, id)
-			}
-			return q.deferExec(ctx, `UPDATE accounts SET balance = balance + CASE id`+cases.String()+` END
-				WHERE id IN (`+inList(len(ids), 2*len(ids)+1)+`)`, args...)
+			query, args := balanceUpdate(ids, deltas)
+			return q.deferExec(ctx, query, args...)
 		}); err != nil {
 			return fmt.Errorf("post batch balances: %w", err)
 		}
 		return q.insertLines(ctx, entries, final, now)
 	}
 	err := chunks(accounts, func(ids []string) error {
-		args := make([]any, 0, 3*len(ids))
-		var cases strings.Builder
-		for i, id := range ids {
-			fmt.Fprintf(&cases, " WHEN $%d THEN CAST($%d AS BIGINT)", 2*i+1, 2*i+2)
-			args = append(args, id, deltas[id])
-		}
-		for _, id := range ids {
-			args = append(args, id)
-		}
-		rows, err := q.q.Query(ctx, `UPDATE accounts SET balance = balance + CASE id`+cases.String()+` END
-			WHERE id IN (`+inList(len(ids), 2*len(ids)+1)+`) RETURNING id, balance`, args...)
+		query, args := balanceUpdate(ids, deltas)
+		rows, err := q.q.Query(ctx, query+` RETURNING id, balance`, args...)
 		if err != nil {
 			return err
 		}
@@ -241,6 +257,22 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 		}
 	}
 	return q.insertLines(ctx, entries, final, now)
+}
+
+// balanceUpdate moves each account by its delta in one statement. The
+// chunk is already a power of two long (chunks), so the text repeats.
+func balanceUpdate(ids []string, deltas map[string]int64) (string, []any) {
+	args := make([]any, 0, 3*len(ids))
+	var cases strings.Builder
+	for i, id := range ids {
+		fmt.Fprintf(&cases, " WHEN $%d THEN CAST($%d AS BIGINT)", 2*i+1, 2*i+2)
+		args = append(args, id, deltas[id])
+	}
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return `UPDATE accounts SET balance = balance + CASE id` + cases.String() + ` END
+		WHERE id IN (` + inList(len(ids), 2*len(ids)+1) + `)`, args
 }
 
 func allKnown(accounts []string, known map[string]int64) bool {
