@@ -126,13 +126,15 @@ func (c *Conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore
 	return adapter{c.Pool}.QueryRow(ctx, query, args...)
 }
 
-// Begin implements sqlstore.Conn.
+// Begin implements sqlstore.Conn. Nothing is sent yet: BEGIN travels with
+// the transaction's first statement and COMMIT with its last writes, so a
+// transaction of one read and one pipeline of writes costs two round trips.
 func (c *Conn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
-	t, err := c.Pool.Begin(ctx)
+	conn, err := c.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return txConn{adapter{t}, t}, nil
+	return &txConn{conn: conn}, nil
 }
 
 // Ping implements sqlstore.Conn.
@@ -141,21 +143,106 @@ func (c *Conn) Ping(ctx context.Context) error { return c.Pool.Ping(ctx) }
 // Close implements sqlstore.Conn.
 func (c *Conn) Close() error { c.Pool.Close(); return nil }
 
+// txConn is a transaction on one pooled connection whose BEGIN is sent
+// with its first statement.
 type txConn struct {
-	adapter
-	t pgx.Tx
+	conn  *pgxpool.Conn
+	begun bool
+	done  bool
 }
 
-func (t txConn) Commit(ctx context.Context) error { return t.t.Commit(ctx) }
-
-// ExecPipeline implements sqlstore.Pipeliner: the statements go out as one
-// pgx batch, in one round trip.
-func (t txConn) ExecPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
+// batch sends stmts in one round trip, after BEGIN when the transaction has
+// not begun, and returns the results positioned after BEGIN.
+func (t *txConn) batch(ctx context.Context, stmts []sqlstore.Stmt) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
+	first := !t.begun
+	if first {
+		b.Queue("begin")
+	}
 	for _, s := range stmts {
 		b.Queue(s.SQL, s.Args...)
 	}
-	br := t.t.SendBatch(ctx, b)
+	br := t.conn.SendBatch(ctx, b)
+	t.begun = true
+	if first {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+func (t *txConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	if t.begun {
+		tag, err := t.conn.Exec(ctx, query, args...)
+		return tag.RowsAffected(), err
+	}
+	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
+	if err != nil {
+		return 0, err
+	}
+	tag, err := br.Exec()
+	return tag.RowsAffected(), errors.Join(err, br.Close())
+}
+
+func (t *txConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	if t.begun {
+		r, err := t.conn.Query(ctx, query, args...)
+		if err != nil {
+			return nil, err
+		}
+		return rows{r}, nil
+	}
+	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
+	if err != nil {
+		return nil, err
+	}
+	r, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, err
+	}
+	return batchRows{rows{r}, br}, nil
+}
+
+func (t *txConn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	if t.begun {
+		return row{t.conn.QueryRow(ctx, query, args...)}
+	}
+	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
+	if err != nil {
+		return errRow{err}
+	}
+	return batchRow{row{br.QueryRow()}, br}
+}
+
+// ExecPipeline implements sqlstore.Pipeliner: the statements go out as one
+// pgx batch, in one round trip.
+func (t *txConn) ExecPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
+	return t.execBatch(ctx, stmts)
+}
+
+// CommitPipeline implements sqlstore.Committer: the last writes and COMMIT
+// in one round trip.
+func (t *txConn) CommitPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
+	if !t.begun && len(stmts) == 0 {
+		t.release(false)
+		return nil
+	}
+	err := t.execBatch(ctx, append(stmts, sqlstore.Stmt{SQL: "commit"}))
+	if err != nil {
+		return err // the caller rolls back
+	}
+	t.release(false)
+	return nil
+}
+
+func (t *txConn) execBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
+	br, err := t.batch(ctx, stmts)
+	if err != nil {
+		return err
+	}
 	for range stmts {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
@@ -164,7 +251,60 @@ func (t txConn) ExecPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
 	}
 	return br.Close()
 }
-func (t txConn) Rollback(ctx context.Context) error { return t.t.Rollback(ctx) }
+
+func (t *txConn) Commit(ctx context.Context) error { return t.CommitPipeline(ctx, nil) }
+
+// Rollback ends the transaction; a connection that cannot even roll back is
+// closed rather than returned to the pool.
+func (t *txConn) Rollback(ctx context.Context) error {
+	if t.done {
+		return nil
+	}
+	if !t.begun {
+		t.release(false)
+		return nil
+	}
+	_, err := t.conn.Exec(ctx, "rollback")
+	t.release(err != nil)
+	return err
+}
+
+func (t *txConn) release(broken bool) {
+	if t.done {
+		return
+	}
+	t.done = true
+	if broken {
+		_ = t.conn.Conn().Close(context.Background())
+	}
+	t.conn.Release()
+}
+
+// batchRows closes the batch once its rows are read.
+type batchRows struct {
+	rows
+	br pgx.BatchResults
+}
+
+func (r batchRows) Close() {
+	r.rows.Close()
+	r.br.Close()
+}
+
+// batchRow closes the batch once the row is scanned.
+type batchRow struct {
+	row
+	br pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	return errors.Join(err, r.br.Close())
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 type rows struct{ pgx.Rows }
 

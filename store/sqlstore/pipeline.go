@@ -15,6 +15,12 @@ type Pipeliner interface {
 	ExecPipeline(ctx context.Context, stmts []Stmt) error
 }
 
+// Committer is implemented by transactions that can send their last
+// statements together with COMMIT.
+type Committer interface {
+	CommitPipeline(ctx context.Context, stmts []Stmt) error
+}
+
 // pipelineConn is a transaction that holds back inserts whose results
 // nobody reads, and sends them together: before the next statement that
 // does read, and before commit. Order is kept, so the database sees exactly
@@ -63,6 +69,11 @@ func (p *pipelineConn) QueryRow(ctx context.Context, query string, args ...any) 
 }
 
 func (p *pipelineConn) Commit(ctx context.Context) error {
+	if c, ok := p.TxConn.(Committer); ok {
+		stmts := p.pending
+		p.pending = nil
+		return c.CommitPipeline(ctx, stmts)
+	}
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
