@@ -1,0 +1,43 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cardrail/cardrail/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestFromEnv(t *testing.T) {
+	t.Run("nothing set gives the sandbox defaults", func(t *testing.T) {
+		c, err := config.FromEnv(env(nil))
+		if err != nil || c != config.Default() || c.DatabaseURL != "sqlite:cardrail.db" || c.RateLimit != 50 || c.HoldWindow != 168*time.Hour || c.ProductionEnabled() {
+			t.Fatalf("%+v, %v", c, err)
+		}
+	})
+	t.Run("values are read and typed", func(t *testing.T) {
+		c, err := config.FromEnv(env(map[string]string{
+			"CARDRAIL_ADDR": "0.0.0.0:9000", "CARDRAIL_DATABASE_URL": "postgres://db/cardrail", "CARDRAIL_RATE_LIMIT": "0",
+			"CARDRAIL_HOLD_WINDOW": "2h", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "true", "CARDRAIL_SANDBOX_JWT_SECRET": " spaced ",
+			"CARDRAIL_PRODUCTION_JWKS_URL": "https://idp/jwks", "CARDRAIL_AUTH_EXECUTORS": "3",
+		}))
+		if err != nil || c.Addr != "0.0.0.0:9000" || c.RateLimit != 0 || c.HoldWindow != 2*time.Hour || !c.WebhookAllowPrivate ||
+			c.SandboxJWTSecret != " spaced " || !c.ProductionEnabled() || c.AuthExecutors != 3 {
+			t.Fatalf("%+v, %v", c, err)
+		}
+	})
+	for name, vars := range map[string]map[string]string{
+		"a negative rate limit":      {"CARDRAIL_RATE_LIMIT": "-1"},
+		"a hold window without unit": {"CARDRAIL_HOLD_WINDOW": "168"},
+		"a non-boolean switch":       {"CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "maybe"},
+		"an unknown database":        {"CARDRAIL_DATABASE_URL": "mysql://db"},
+		"zero executors":             {"CARDRAIL_AUTH_EXECUTORS": "0"},
+	} {
+		t.Run("refuses "+name, func(t *testing.T) {
+			if _, err := config.FromEnv(env(vars)); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
