@@ -18,7 +18,7 @@ type BatchConfig struct {
 	// 256).
 	MaxBatch int
 	// Executors is how many batches may be in flight at once, each in its
-	// own transaction (default 4). While one commits, the next fills.
+	// own transaction (default 2). While one commits, the next fills.
 	Executors int
 	// Linger is how long an executor that found work waits for more before
 	// it starts (default 0: take what is queued, so a lone request pays
@@ -73,7 +73,7 @@ func newEngine(s *Service, cfg BatchConfig) *engine {
 		cfg.MaxBatch = 256
 	}
 	if cfg.Executors <= 0 {
-		cfg.Executors = 4
+		cfg.Executors = 2
 	}
 	e := &engine{s: s, cfg: cfg, queue: make(chan *authJob, 4*cfg.MaxBatch), stop: make(chan struct{})}
 	for range cfg.Executors {
