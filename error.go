@@ -42,13 +42,14 @@ const (
 	CodeAmountExceedsHeld         Code = "amount_exceeds_held"
 	CodeProgramDisabled           Code = "program_disabled"
 
-	CodeIdempotencyKeyReused  Code = "idempotency_key_reused"
-	CodeIdempotencyInProgress Code = "idempotency_request_in_progress"
-	CodeIdempotencyKeyInvalid Code = "idempotency_key_invalid"
-	CodeConflict              Code = "conflict"
-	CodeServiceUnavailable    Code = "service_unavailable"
-	CodeWebhookURLRefused     Code = "webhook_url_refused"
-	CodeUnknownEventType      Code = "unknown_event_type"
+	CodeIdempotencyKeyReused    Code = "idempotency_key_reused"
+	CodeIdempotencyInProgress   Code = "idempotency_request_in_progress"
+	CodeIdempotencyResponseLost Code = "idempotency_response_lost"
+	CodeIdempotencyKeyInvalid   Code = "idempotency_key_invalid"
+	CodeConflict                Code = "conflict"
+	CodeServiceUnavailable      Code = "service_unavailable"
+	CodeWebhookURLRefused       Code = "webhook_url_refused"
+	CodeUnknownEventType        Code = "unknown_event_type"
 )
 
 // FieldError names one invalid input field and says what is wrong with it.

@@ -207,11 +207,14 @@ const (
 	IdempotencyStarted IdempotencyOutcome = iota
 	// IdempotencyReplay: the stored response is to be replayed.
 	IdempotencyReplay
-	// IdempotencyInProgress: another request with the key is running, or
-	// applied its effect and died before storing a response.
+	// IdempotencyInProgress: another request with the key is running.
 	IdempotencyInProgress
 	// IdempotencyReused: the key was used with a different request.
 	IdempotencyReused
+	// IdempotencyResponseLost: the request's effect committed but its
+	// holder died before storing the response (a crash in that window); the
+	// effect is never run again, and the client has to read the object.
+	IdempotencyResponseLost
 )
 
 // IdempotencyRecord is a stored response.

@@ -34,6 +34,7 @@ var statusByCode = map[cardrail.Code]int{
 	cardrail.CodeProgramDisabled:           http.StatusConflict,
 	cardrail.CodeConflict:                  http.StatusConflict,
 	cardrail.CodeIdempotencyInProgress:     http.StatusConflict,
+	cardrail.CodeIdempotencyResponseLost:   http.StatusConflict,
 
 	cardrail.CodeCurrencyMismatch:        http.StatusUnprocessableEntity,
 	cardrail.CodeMaxBalanceExceeded:      http.StatusUnprocessableEntity,

@@ -98,6 +98,10 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	case cardrail.IdempotencyReused:
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyReused, "This Idempotency-Key was used with a different request."))
 		return
+	case cardrail.IdempotencyResponseLost:
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyResponseLost,
+			"The request with this Idempotency-Key took effect, but its response was lost when the server stopped; it will not run again. Read the object to see the result."))
+		return
 	case cardrail.IdempotencyInProgress:
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyInProgress, "A request with this Idempotency-Key is still in progress."))
 		return

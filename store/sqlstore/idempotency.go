@@ -62,6 +62,9 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 			}
 			return rec, nil
 		}
+		if applied && age > staleAfter {
+			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyResponseLost}, nil
+		}
 		if !applied && age > staleAfter {
 			// The holder died before its effect committed: nothing happened,
 			// so this request may run it.

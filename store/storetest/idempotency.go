@@ -20,10 +20,11 @@ var idempotencyContracts = []contract{
 }
 
 var outcomeNames = map[cardrail.IdempotencyOutcome]string{
-	cardrail.IdempotencyStarted:    "Started",
-	cardrail.IdempotencyReplay:     "Replay",
-	cardrail.IdempotencyInProgress: "InProgress",
-	cardrail.IdempotencyReused:     "Reused",
+	cardrail.IdempotencyStarted:      "Started",
+	cardrail.IdempotencyReplay:       "Replay",
+	cardrail.IdempotencyInProgress:   "InProgress",
+	cardrail.IdempotencyReused:       "Reused",
+	cardrail.IdempotencyResponseLost: "ResponseLost",
 }
 
 // begin calls BeginIdempotent through the interface and checks the outcome.
@@ -108,7 +109,7 @@ func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
 		commit bool
 		want   cardrail.IdempotencyOutcome
 	}{
-		{"committed", true, cardrail.IdempotencyInProgress},
+		{"committed", true, cardrail.IdempotencyResponseLost},
 		{"rolled back", false, cardrail.IdempotencyStarted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,12 +132,12 @@ func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
 			if !tc.commit {
 				return
 			}
-			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyInProgress)
+			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyResponseLost)
 			// Releasing must not forget an effect that committed either.
 			if err := s.ReleaseIdempotent(t.Context(), "alice", key); err != nil {
 				t.Fatalf("ReleaseIdempotent: %v", err)
 			}
-			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyInProgress)
+			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyResponseLost)
 		})
 	}
 }
