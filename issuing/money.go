@@ -58,6 +58,23 @@ func (s *Service) deposit(ctx context.Context, c cardrail.Caller, subject string
 	return out, cardrail.WithOp("wallets.Deposit", err)
 }
 
+// lockMovableCard locks one of the caller's cards for a wallet transfer:
+// the card must be active or frozen, and a currency given must be the
+// card's. verb completes "only active or frozen cards can be …".
+func (s *Service) lockMovableCard(ctx context.Context, tx cardrail.Tx, c cardrail.Caller, ref, currency, verb string) (*cardrail.Card, error) {
+	card, err := s.lockCard(ctx, tx, c, ref, false)
+	if err != nil {
+		return nil, err
+	}
+	if !card.Status.CanMoveMoney() {
+		return nil, cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s; only active or frozen cards can be %s.", ref, card.Status, verb)
+	}
+	if currency != "" && currency != card.Currency {
+		return nil, cardrail.Errorf(cardrail.CodeCurrencyMismatch, "Card %s is in %s, not %s.", ref, card.Currency, currency)
+	}
+	return card, nil
+}
+
 // Fund moves money from the caller's wallet to the card.
 func (s *Service) Fund(ctx context.Context, c cardrail.Caller, ref string, amount int64, currency string) (*cardrail.Card, error) {
 	if errs := validateMoney(amount, currency, false); len(errs) > 0 {
@@ -65,15 +82,9 @@ func (s *Service) Fund(ctx context.Context, c cardrail.Caller, ref string, amoun
 	}
 	var out *cardrail.Card
 	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
-		card, err := s.lockCard(ctx, tx, c, ref, false)
+		card, err := s.lockMovableCard(ctx, tx, c, ref, currency, "funded")
 		if err != nil {
 			return err
-		}
-		if !card.Status.CanMoveMoney() {
-			return cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s; only active or frozen cards can be funded.", ref, card.Status)
-		}
-		if currency != "" && currency != card.Currency {
-			return cardrail.Errorf(cardrail.CodeCurrencyMismatch, "Card %s is in %s, not %s.", ref, card.Currency, currency)
 		}
 		prog, err := tx.Program(ctx, card.Livemode, card.Program)
 		if err != nil {
@@ -116,15 +127,9 @@ func (s *Service) Withdraw(ctx context.Context, c cardrail.Caller, ref string, a
 	}
 	var out *cardrail.Card
 	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
-		card, err := s.lockCard(ctx, tx, c, ref, false)
+		card, err := s.lockMovableCard(ctx, tx, c, ref, currency, "withdrawn from")
 		if err != nil {
 			return err
-		}
-		if !card.Status.CanMoveMoney() {
-			return cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s; only active or frozen cards can be withdrawn from.", ref, card.Status)
-		}
-		if currency != "" && currency != card.Currency {
-			return cardrail.Errorf(cardrail.CodeCurrencyMismatch, "Card %s is in %s, not %s.", ref, card.Currency, currency)
 		}
 		w, err := tx.Wallet(ctx, card.Livemode, card.Owner, card.Currency)
 		if err != nil {

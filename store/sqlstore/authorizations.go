@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cardrail/cardrail"
@@ -57,24 +56,9 @@ func (q *queries) authorization(ctx context.Context, livemode bool, owner, ref, 
 
 // Authorizations implements cardrail.Reader.
 func (q *queries) Authorizations(ctx context.Context, f cardrail.AuthorizationFilter) (cardrail.Page[cardrail.Authorization], error) {
-	where := []string{"livemode = $1"}
-	args := []any{f.Livemode}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Owner != "" {
-		add("owner = $%d", f.Owner)
-	}
-	if f.Card != "" {
-		add("card = $%d", f.Card)
-	}
-	if f.Cursor != "" {
-		add("reference < $%d", f.Cursor)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := q.q.Query(ctx, `SELECT `+authColumns+` FROM authorizations WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY reference DESC LIMIT $%d`, len(args)), args...)
+	where, args := newList("livemode = $%d", f.Livemode).add("owner = $%d", f.Owner).add("card = $%d", f.Card).
+		sql("reference", f.Cursor, f.Limit)
+	rows, err := q.q.Query(ctx, `SELECT `+authColumns+` FROM authorizations`+where, args...)
 	if err != nil {
 		return cardrail.Page[cardrail.Authorization]{}, fmt.Errorf("authorizations: %w", err)
 	}

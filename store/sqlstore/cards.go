@@ -61,24 +61,9 @@ func (q *queries) card(ctx context.Context, livemode bool, owner, ref, lock stri
 
 // Cards implements cardrail.Reader.
 func (q *queries) Cards(ctx context.Context, f cardrail.CardFilter) (cardrail.Page[cardrail.Card], error) {
-	where := []string{"c.livemode = $1"}
-	args := []any{f.Livemode}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Owner != "" {
-		add("c.owner = $%d", f.Owner)
-	}
-	if f.Status != "" {
-		add("c.status = $%d", string(f.Status))
-	}
-	if f.Cursor != "" {
-		add("c.reference < $%d", f.Cursor)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := q.q.Query(ctx, cardSelect+` WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY c.reference DESC LIMIT $%d`, len(args)), args...)
+	where, args := newList("c.livemode = $%d", f.Livemode).add("c.owner = $%d", f.Owner).add("c.status = $%d", string(f.Status)).
+		sql("c.reference", f.Cursor, f.Limit)
+	rows, err := q.q.Query(ctx, cardSelect+where, args...)
 	if err != nil {
 		return cardrail.Page[cardrail.Card]{}, fmt.Errorf("cards: %w", err)
 	}

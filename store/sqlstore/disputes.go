@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/cardrail/cardrail"
 )
@@ -40,24 +39,9 @@ func (q *queries) dispute(ctx context.Context, livemode bool, owner, ref, lock s
 
 // Disputes implements cardrail.Reader.
 func (q *queries) Disputes(ctx context.Context, f cardrail.DisputeFilter) (cardrail.Page[cardrail.Dispute], error) {
-	where := []string{"livemode = $1"}
-	args := []any{f.Livemode}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Owner != "" {
-		add("owner = $%d", f.Owner)
-	}
-	if f.Authorization != "" {
-		add("authorization_ref = $%d", f.Authorization)
-	}
-	if f.Cursor != "" {
-		add("reference < $%d", f.Cursor)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := q.q.Query(ctx, `SELECT `+disputeColumns+` FROM disputes WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY reference DESC LIMIT $%d`, len(args)), args...)
+	where, args := newList("livemode = $%d", f.Livemode).add("owner = $%d", f.Owner).add("authorization_ref = $%d", f.Authorization).
+		sql("reference", f.Cursor, f.Limit)
+	rows, err := q.q.Query(ctx, `SELECT `+disputeColumns+` FROM disputes`+where, args...)
 	if err != nil {
 		return cardrail.Page[cardrail.Dispute]{}, fmt.Errorf("disputes: %w", err)
 	}
@@ -140,24 +124,9 @@ func (q *queries) AuditLog(ctx context.Context, livemode bool, p cardrail.ListPa
 
 // Events implements cardrail.Reader.
 func (q *queries) Events(ctx context.Context, f cardrail.EventFilter) (cardrail.Page[cardrail.Event], error) {
-	where := []string{"livemode = $1"}
-	args := []any{f.Livemode}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Type != "" {
-		add("type = $%d", f.Type)
-	}
-	if f.Object != "" {
-		add("object_ref = $%d", f.Object)
-	}
-	if f.Cursor != "" {
-		add("id < $%d", f.Cursor)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := q.q.Query(ctx, `SELECT payload, object_ref FROM events WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)), args...)
+	where, args := newList("livemode = $%d", f.Livemode).add("type = $%d", f.Type).add("object_ref = $%d", f.Object).
+		sql("id", f.Cursor, f.Limit)
+	rows, err := q.q.Query(ctx, `SELECT payload, object_ref FROM events`+where, args...)
 	if err != nil {
 		return cardrail.Page[cardrail.Event]{}, fmt.Errorf("events: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/cardrail/cardrail"
 )
@@ -144,4 +145,33 @@ func cursorClause(col string, cursor string, argN int) (string, []any) {
 		return "", nil
 	}
 	return fmt.Sprintf(" AND %s < $%d", col, argN), []any{cursor}
+}
+
+// listQuery builds the WHERE clause of a newest-first list: one condition
+// per filter that was given, and the cursor bounding the key column.
+type listQuery struct {
+	where []string
+	args  []any
+}
+
+// newList starts a list query with its first condition.
+func newList(cond string, v any) *listQuery { return (&listQuery{}).add(cond, v) }
+
+// add appends cond, whose one %d becomes v's placeholder, unless v is an
+// empty string (a filter not given).
+func (l *listQuery) add(cond string, v any) *listQuery {
+	if s, ok := v.(string); ok && s == "" {
+		return l
+	}
+	l.args = append(l.args, v)
+	l.where = append(l.where, fmt.Sprintf(cond, len(l.args)))
+	return l
+}
+
+// sql returns " WHERE … ORDER BY key DESC LIMIT $n" asking for limit+1
+// rows (the extra one tells whether there is more), and its arguments.
+func (l *listQuery) sql(key, cursor string, limit int) (string, []any) {
+	l.add(key+" < $%d", cursor)
+	args := append(l.args, limit+1)
+	return " WHERE " + strings.Join(l.where, " AND ") + fmt.Sprintf(" ORDER BY %s DESC LIMIT $%d", key, len(args)), args
 }

@@ -309,24 +309,9 @@ func (q *queries) WebhookDelivery(ctx context.Context, livemode bool, ref string
 
 // WebhookDeliveries implements webhook.Store.
 func (q *queries) WebhookDeliveries(ctx context.Context, f webhook.DeliveryFilter) (cardrail.Page[webhook.Delivery], error) {
-	where := []string{"livemode = $1"}
-	args := []any{f.Livemode}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.Endpoint != "" {
-		add("endpoint = $%d", f.Endpoint)
-	}
-	if f.Status != "" {
-		add("status = $%d", string(f.Status))
-	}
-	if f.Cursor != "" {
-		add("reference < $%d", f.Cursor)
-	}
-	args = append(args, f.Limit+1)
-	rows, err := q.q.Query(ctx, deliverySelect+` WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY reference DESC LIMIT $%d`, len(args)), args...)
+	where, args := newList("livemode = $%d", f.Livemode).add("endpoint = $%d", f.Endpoint).add("status = $%d", string(f.Status)).
+		sql("reference", f.Cursor, f.Limit)
+	rows, err := q.q.Query(ctx, deliverySelect+where, args...)
 	if err != nil {
 		return cardrail.Page[webhook.Delivery]{}, fmt.Errorf("webhook deliveries: %w", err)
 	}
