@@ -72,6 +72,11 @@ func NewClient(clients int) *http.Client {
 	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
 
+var (
+	pendingStatus  = []byte(`"status":"pending"`)
+	declinedStatus = []byte(`"status":"declined"`)
+)
+
 // Run drives POST /managed-cards/{ref}/authorize/ from o.Clients concurrent
 // keep-alive clients for o.Duration, each picking a card from o.Cards at
 // random, and returns the figures.
@@ -102,17 +107,17 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 					}
 					continue
 				}
-				var out struct {
-					Status string `json:"status"`
-				}
 				b, _ := io.ReadAll(res.Body)
 				res.Body.Close()
 				d := time.Since(t0)
-				_ = json.Unmarshal(b, &out)
+				// The authorization's own status is the first "status" in
+				// the body; a byte search classifies it without decoding,
+				// so the load generator takes less of the CPU it shares
+				// with the server.
 				switch {
-				case res.StatusCode == http.StatusCreated && out.Status == "pending":
+				case res.StatusCode == http.StatusCreated && bytes.Contains(b, pendingStatus):
 					approved.Add(1)
-				case res.StatusCode == http.StatusCreated && out.Status == "declined":
+				case res.StatusCode == http.StatusCreated && bytes.Contains(b, declinedStatus):
 					declined.Add(1)
 				default:
 					failed.Add(1)
