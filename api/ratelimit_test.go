@@ -99,9 +99,11 @@ func readyz(t *testing.T, env *apptest.Env) map[string]any {
 
 func TestRateLimitSharedAcrossInstancesThroughRedis(t *testing.T) {
 	needRedis(t)
-	// Two instances on their own databases, one Redis: 5/s, burst 10.
-	a := apptest.New(t, testdb.URL(t, "sqlite"), withRateLimit(5, testRedisURL()))
-	b := apptest.New(t, testdb.URL(t, "sqlite"), withRateLimit(5, testRedisURL()))
+	// Two instances on one PostgreSQL and one Redis, as they would be
+	// deployed: 5/s, burst 10.
+	url := testdb.URL(t, "postgres")
+	a := apptest.New(t, url, withRateLimit(5, testRedisURL()))
+	b := apptest.New(t, url, withRateLimit(5, testRedisURL()))
 	for _, env := range []*apptest.Env{a, b} {
 		if got := readyz(t, env)["rate_limit"]; got != "redis" {
 			t.Fatalf("/readyz rate_limit %v, want redis", got)
