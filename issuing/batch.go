@@ -3,6 +3,8 @@ package issuing
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -149,8 +151,28 @@ func (e *engine) run() {
 
 // process decides a batch in one transaction. If the transaction fails as
 // a whole, each job is decided alone, so one failing authorization never
-// takes the others with it.
+// takes the others with it. A panic (a bug) fails the batch's requests with
+// an internal error instead of taking the process down.
 func (e *engine) process(batch []*authJob) {
+	answered := false
+	defer func() {
+		if v := recover(); v != nil {
+			e.s.log.Error("authorization batch panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !answered {
+				for _, j := range batch {
+					select {
+					case j.done <- authResult{err: &cardrail.Error{Code: cardrail.CodeInternal, Op: "authorizations.Create", Err: fmt.Errorf("panic: %v", v)}}:
+					default: // already answered
+					}
+				}
+			}
+		}
+	}()
+	e.decide(batch)
+	answered = true
+}
+
+func (e *engine) decide(batch []*authJob) {
 	live := batch[:0:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
