@@ -2,15 +2,8 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +11,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cardrail/cardrail"
-	"github.com/cardrail/cardrail/config"
 	"github.com/cardrail/cardrail/internal/apptest"
 	"github.com/cardrail/cardrail/internal/testdb"
 	"github.com/cardrail/cardrail/provider/sandbox"
@@ -183,24 +175,10 @@ func (prodProvider) Sandbox() bool { return false }
 // a production program open in NG routed to a registered production partner,
 // and returns a function minting production tokens.
 func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, kyc string) string) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	pemFile := filepath.Join(t.TempDir(), "prod.pem")
-	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	encKey := make([]byte, 32)
-	_, _ = rand.Read(encKey)
-	env := apptest.New(t, url, func(c *config.Config) {
-		c.ProductionPublicKeyFile = pemFile
-		c.EncryptionKey = base64.StdEncoding.EncodeToString(encKey)
-	})
+	env, sign := apptest.NewProduction(t, url)
 	env.App.Registry.Register(prodProvider{sandbox.New(sandbox.Config{Name: "partner_ng", Countries: []string{"NG"}, Currencies: []string{"NGN", "USD"}, Secret: []byte("x")})})
 	ctx := context.Background()
-	err = env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
+	err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
 		for _, p := range []cardrail.Program{
 			{Code: "ngn_live", Name: "NGN Live", Brand: "verve", CardType: "virtual", Currency: "NGN", Markets: []string{"NG"},
 				Status: cardrail.ProgramEnabled, Providers: []string{"partner_ng"}, Livemode: true},
@@ -217,12 +195,7 @@ func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, k
 		t.Fatal(err)
 	}
 	mint := func(sub, country, kyc string) string {
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": sub, "country": country, "kyc": kyc,
-			"exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return sign(jwt.MapClaims{"sub": sub, "country": country, "kyc": kyc})
 	}
 	return env, mint
 }

@@ -2,17 +2,11 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -165,22 +159,7 @@ func auditOf(t *testing.T, env *apptest.Env, target, action string) auditRow {
 // program in NG routed to a production partner, optionally letting
 // production webhooks reach private addresses; mint signs production tokens.
 func liveEnv(t *testing.T, url string, allowPrivate bool) (*apptest.Env, func(sub, kyc string, roles ...string) string) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	pemFile := filepath.Join(t.TempDir(), "prod.pem")
-	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	encKey := make([]byte, 32)
-	_, _ = rand.Read(encKey)
-	env := apptest.New(t, url, func(c *config.Config) {
-		c.ProductionPublicKeyFile = pemFile
-		c.EncryptionKey = base64.StdEncoding.EncodeToString(encKey)
-		c.WebhookAllowPrivate = allowPrivate
-	})
+	env, sign := apptest.NewProduction(t, url, func(c *config.Config) { c.WebhookAllowPrivate = allowPrivate })
 	env.App.Registry.Register(prodProvider{sandbox.New(sandbox.Config{Name: "partner_ng", Countries: []string{"NG"}, Currencies: []string{"NGN"}, Secret: []byte("x")})})
 	ctx := context.Background()
 	if err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
@@ -190,12 +169,7 @@ func liveEnv(t *testing.T, url string, allowPrivate bool) (*apptest.Env, func(su
 		t.Fatal(err)
 	}
 	mint := func(sub, kyc string, roles ...string) string {
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": sub, "country": "NG", "kyc": kyc,
-			"roles": roles, "exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return sign(jwt.MapClaims{"sub": sub, "country": "NG", "kyc": kyc, "roles": roles})
 	}
 	return env, mint
 }
