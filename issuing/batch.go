@@ -28,6 +28,9 @@ type BatchConfig struct {
 	Linger time.Duration
 }
 
+// batchTimeout bounds one batch's transaction.
+const batchTimeout = 30 * time.Second
+
 // authJob is one authorization waiting for a batch.
 type authJob struct {
 	ctx     context.Context
@@ -186,9 +189,13 @@ func (e *engine) decide(batch []*authJob) {
 	}
 	var results []authResult
 	start := time.Now()
-	err := e.s.store.Tx(context.Background(), func(tx cardrail.Tx) error {
+	// Callers may leave, but a batch's transaction must not hang on a stuck
+	// database forever: it is bounded on its own.
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	err := e.s.store.Tx(ctx, func(tx cardrail.Tx) error {
 		var err error
-		results, err = e.s.decideBatch(context.Background(), tx, live)
+		results, err = e.s.decideBatch(ctx, tx, live)
 		return err
 	})
 	e.busy.Add(int64(time.Since(start)))
