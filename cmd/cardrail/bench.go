@@ -114,7 +114,7 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	if err != nil {
 		return fmt.Errorf("provision cards: %w", err)
 	}
-	dbName := *dbURL
+	dbName := "server at " + *target
 	if a != nil {
 		dbName = a.Store.Dialect()
 	}
