@@ -46,17 +46,16 @@ type Config struct {
 
 // Server serves the API.
 type Server struct {
-	svc        *issuing.Service
-	verifier   Verifier
-	idem       cardrail.IdempotencyStore
-	log        *slog.Logger
-	cfg        Config
-	limiter    ratelimit.Limiter
-	reveal     ratelimit.Limiter
-	metrics    *metrics
-	mux        *http.ServeMux
-	now        func() time.Time
-	openapiDoc []byte
+	svc      *issuing.Service
+	verifier Verifier
+	idem     cardrail.IdempotencyStore
+	log      *slog.Logger
+	cfg      Config
+	limiter  ratelimit.Limiter
+	reveal   ratelimit.Limiter
+	metrics  *metrics
+	mux      *http.ServeMux
+	now      func() time.Time
 }
 
 // New builds the server and its routes.
