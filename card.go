@@ -65,23 +65,6 @@ func CanTransition(from, to CardStatus, by Actor) bool {
 	return false
 }
 
-// TransitionSources returns the statuses from which actor may move a card to
-// to; storage uses it to make the status change conditional, so a racing
-// change can never skip the table.
-func TransitionSources(to CardStatus, by Actor) []CardStatus {
-	var from []CardStatus
-	for _, t := range cardTransitions {
-		if t.to == to && slices.Contains(t.by, by) {
-			for _, f := range t.from {
-				if !slices.Contains(from, f) {
-					from = append(from, f)
-				}
-			}
-		}
-	}
-	return from
-}
-
 // Final reports whether no transition leaves s.
 func (s CardStatus) Final() bool {
 	return s == CardTerminated || s == CardExpired || s == CardFailed

@@ -53,9 +53,6 @@ func (m Money) Add(o Money) (Money, error) {
 	return Money{Amount: s, Currency: m.Currency}, nil
 }
 
-// Neg returns -m.
-func (m Money) Neg() Money { return Money{Amount: -m.Amount, Currency: m.Currency} }
-
 // String renders m in major units for logs and messages ("10.50 USD").
 func (m Money) String() string {
 	exp, ok := currencyExponents[m.Currency]

@@ -77,9 +77,6 @@ func New(conn Conn, d Dialect) *Store {
 	return s
 }
 
-// SetClock replaces the clock (tests).
-func (s *Store) SetClock(now func() time.Time) { s.now = now }
-
 func (s *Store) nowUTC() time.Time { return s.now().UTC() }
 
 // Dialect implements cardrail.Store.
