@@ -22,13 +22,9 @@ const maxBody = 64 << 10
 // malformed JSON is 400; a value of the wrong type is 422 naming the field.
 // An empty body decodes as {} (actions accept either).
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return cardrail.Errorf(cardrail.CodeBodyTooLarge, "The request body exceeds %d bytes.", tooBig.Limit)
-		}
-		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
@@ -49,6 +45,20 @@ func decode(r *http.Request, v any) error {
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
 	}
 	return nil
+}
+
+// readBody reads the whole (size-limited) body, answering 413 when it is
+// over the limit.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, cardrail.Errorf(cardrail.CodeBodyTooLarge, "The request body exceeds %d bytes.", tooBig.Limit)
+		}
+		return nil, cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
+	}
+	return body, nil
 }
 
 func decodeError(err error) error {

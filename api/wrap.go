@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"github.com/cardrail/cardrail/ratelimit"
@@ -73,9 +74,9 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1 to 255 characters."))
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		s.writeError(w, r, decodeReadError(err))
+		s.writeError(w, r, err)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -111,9 +112,9 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	// Storing the outcome must not depend on the client still listening.
 	store := r.Context()
 	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
-		err = s.idem.ReleaseIdempotent(withoutCancel(store), scope, key)
+		err = s.idem.ReleaseIdempotent(context.WithoutCancel(store), scope, key)
 	} else {
-		err = s.idem.CompleteIdempotent(withoutCancel(store), scope, key, res.status, res.contentType, res.body)
+		err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, res.status, res.contentType, res.body)
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "idempotency store failed", "request_id", info(r).id, "error", err.Error())
@@ -121,14 +122,6 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		return
 	}
 	s.write(w, res)
-}
-
-func decodeReadError(err error) error {
-	var tooBig *http.MaxBytesError
-	if ok := asMaxBytes(err, &tooBig); ok {
-		return cardrail.Errorf(cardrail.CodeBodyTooLarge, "The request body exceeds %d bytes.", tooBig.Limit)
-	}
-	return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
 }
 
 // rateLimit applies l to the caller and sets the RateLimit headers; it
