@@ -122,7 +122,6 @@ type Tx interface {
 	Post(ctx context.Context, e *ledger.Entry) error
 
 	AuthorizationForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Authorization, error)
-	InsertAuthorization(ctx context.Context, a *Authorization) error
 	// UpdateAuthorization writes a's amounts and status if the stored status
 	// is from, else returns ErrStale.
 	UpdateAuthorization(ctx context.Context, a *Authorization, from AuthorizationStatus) error

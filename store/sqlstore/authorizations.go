@@ -79,32 +79,6 @@ func (q *queries) StaleAuthorizations(ctx context.Context, now time.Time, limit 
 	return collect(rows, scanAuthorization)
 }
 
-// InsertAuthorization implements cardrail.Tx.
-func (q *queries) InsertAuthorization(ctx context.Context, a *cardrail.Authorization) error {
-	merchant, err := json.Marshal(a.Merchant)
-	if err != nil {
-		return err
-	}
-	var expires *int64
-	if a.ExpiresAt != nil {
-		v := micros(*a.ExpiresAt)
-		expires = &v
-	}
-	var reason *string
-	if a.DeclineReason != nil {
-		s := string(*a.DeclineReason)
-		reason = &s
-	}
-	_, err = q.q.Exec(ctx, `INSERT INTO authorizations (`+authColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-		a.Reference, a.Livemode, a.Owner, a.Card, string(a.Status), a.Amount, a.Currency, a.HeldAmount, a.SettledAmount,
-		a.ReversedAmount, a.RefundedAmount, string(merchant), reason, expires, micros(a.CreatedAt), micros(a.UpdatedAt))
-	if err != nil {
-		return fmt.Errorf("insert authorization: %w", err)
-	}
-	return nil
-}
-
 // UpdateAuthorization implements cardrail.Tx.
 func (q *queries) UpdateAuthorization(ctx context.Context, a *cardrail.Authorization, from cardrail.AuthorizationStatus) error {
 	n, err := q.q.Exec(ctx, `UPDATE authorizations SET status = $1, held_amount = $2, settled_amount = $3,

@@ -163,7 +163,7 @@ func newAuthorization(c *cardrail.Card, status cardrail.AuthorizationStatus, amo
 // insertAuthorization stores a in its own transaction.
 func insertAuthorization(t *testing.T, s *sqlstore.Store, a *cardrail.Authorization) {
 	t.Helper()
-	inTx(t, s, func(tx cardrail.Tx) error { return tx.InsertAuthorization(t.Context(), a) })
+	inTx(t, s, func(tx cardrail.Tx) error { return tx.InsertAuthorizations(t.Context(), []*cardrail.Authorization{a}) })
 }
 
 // post applies e in its own transaction.

@@ -46,7 +46,7 @@ func writeEverything(t *testing.T, tx cardrail.Tx, c *cardrail.Card) error {
 	if err := tx.Post(ctx, &funding); err != nil {
 		return err
 	}
-	if err := tx.InsertAuthorization(ctx, newAuthorization(c, cardrail.AuthDeclined, 50)); err != nil {
+	if err := tx.InsertAuthorizations(ctx, []*cardrail.Authorization{newAuthorization(c, cardrail.AuthDeclined, 50)}); err != nil {
 		return err
 	}
 	if err := tx.AddSpend(ctx, c.Reference, cardrail.DayWindow(base), 50); err != nil {
