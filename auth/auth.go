@@ -80,6 +80,13 @@ type Verifier struct {
 	issuer     string
 	cancel     context.CancelFunc
 	lifetime   context.Context
+
+	// Verified tokens are remembered briefly, so that a client presenting
+	// the same token on every request pays for its signature once per
+	// verifiedTTL rather than on each request (see verified.go).
+	now    func() time.Time
+	leeway time.Duration
+	cache  *verifiedCache
 }
 
 // keySource is one place keys come from. It owns a parser whose accepted
@@ -127,9 +134,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	lifetime, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	defer stop()
-	v := &Verifier{issuer: cfg.Issuer, cancel: cancel, lifetime: lifetime}
+	opts, leeway, now := parserOptions(cfg)
+	v := &Verifier{issuer: cfg.Issuer, cancel: cancel, lifetime: lifetime, now: now, leeway: leeway, cache: newVerifiedCache()}
 
-	opts := parserOptions(cfg)
 	var err error
 	if len(cfg.SandboxSecret) > 0 {
 		// Copy the secret so that later changes to the caller's slice
@@ -189,6 +196,9 @@ func (v *Verifier) Verify(token string) (cardrail.Caller, error) {
 	if len(token) > maxTokenBytes {
 		return cardrail.Caller{}, unauthenticated(msgMalformed, fmt.Errorf("token is %d bytes, limit %d", len(token), maxTokenBytes))
 	}
+	if c, ok := v.cache.get(token, v.now()); ok {
+		return c, nil
+	}
 	alg, kid, err := readHeader(token)
 	if err != nil {
 		return cardrail.Caller{}, unauthenticated(msgMalformed, err)
@@ -211,7 +221,11 @@ func (v *Verifier) Verify(token string) (cardrail.Caller, error) {
 		if err != nil {
 			return cardrail.Caller{}, parseFailure(err, &claims, v.issuer != "")
 		}
-		return claims.caller(c.source.livemode)
+		caller, err := claims.caller(c.source.livemode)
+		if err == nil {
+			v.cache.put(token, caller, claims.ExpiresAt.Time.Add(v.leeway), v.now())
+		}
+		return caller, err
 	}
 	return cardrail.Caller{}, unauthenticated(msgBadSignature, sigErr)
 }
@@ -286,7 +300,7 @@ type secretSource struct {
 }
 
 // parserOptions are the claim rules shared by every key source.
-func parserOptions(cfg Config) []jwt.ParserOption {
+func parserOptions(cfg Config) ([]jwt.ParserOption, time.Duration, func() time.Time) {
 	leeway := cfg.Leeway
 	switch {
 	case leeway == 0:
@@ -313,7 +327,7 @@ func parserOptions(cfg Config) []jwt.ParserOption {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return opts
+	return opts, leeway, now
 }
 
 func newParser(methods []string, opts []jwt.ParserOption) *jwt.Parser {

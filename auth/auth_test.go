@@ -716,3 +716,45 @@ func TestVerifyIsSafeForConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestVerifiedTokensAreRemembered checks the verified-token cache: a
+// remembered token still stops working at its expiry (plus leeway), and a
+// caller that alters the roles it was given cannot alter what the next
+// request with the same token sees.
+func TestVerifiedTokensAreRemembered(t *testing.T) {
+	var mu sync.Mutex
+	at := now
+	v := newVerifier(t, auth.Config{SandboxSecret: sandboxSecret, Leeway: 10 * time.Second, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return at
+	}})
+	advance := func(d time.Duration) {
+		mu.Lock()
+		at = at.Add(d)
+		mu.Unlock()
+	}
+	token := sign(t, jwt.SigningMethodHS256, sandboxSecret, "", claims(map[string]any{"exp": now.Add(20 * time.Second).Unix()}))
+
+	first, err := v.Verify(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Roles[0] = "tampered"
+	check(t, v, token, sandboxCaller, "")
+
+	advance(29 * time.Second) // exp + leeway is 30 s away from the start
+	check(t, v, token, sandboxCaller, "")
+	advance(2 * time.Second)
+	check(t, v, token, nil, "The token has expired.")
+
+	// A token that verified once and has since expired stays refused
+	// after the clock has moved past the cache's own lifetime too.
+	advance(time.Minute)
+	check(t, v, token, nil, "The token has expired.")
+
+	// A token that never verified is never remembered.
+	bad := sign(t, jwt.SigningMethodHS256, []byte("another-secret-0123456789abcdef0123"), "", claims(nil))
+	check(t, v, bad, nil, "The token signature is invalid.")
+	check(t, v, bad, nil, "The token signature is invalid.")
+}
