@@ -49,11 +49,16 @@ type authResult struct {
 // many answers. The decision stays the pure cardrail.Decide; what batching
 // changes is only how many decisions share a commit.
 type engine struct {
-	s     *Service
-	cfg   BatchConfig
-	queue chan *authJob
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	s   *Service
+	cfg BatchConfig
+	// One queue per executor, and each card always goes to the same one:
+	// two batches in flight never want the same card, so an executor never
+	// waits for another's commit to release a card lock. (Another process
+	// on the same database may still contend; the database's locks settle
+	// that.)
+	queues []chan *authJob
+	stop   chan struct{}
+	wg     sync.WaitGroup
 
 	batches, decided, fallbacks atomic.Int64
 	busy                        atomic.Int64 // nanoseconds spent in batch transactions
@@ -80,10 +85,12 @@ func newEngine(s *Service, cfg BatchConfig) *engine {
 	if cfg.Executors <= 0 {
 		cfg.Executors = 2
 	}
-	e := &engine{s: s, cfg: cfg, queue: make(chan *authJob, 4*cfg.MaxBatch), stop: make(chan struct{})}
+	e := &engine{s: s, cfg: cfg, stop: make(chan struct{})}
 	for range cfg.Executors {
+		q := make(chan *authJob, 4*cfg.MaxBatch)
+		e.queues = append(e.queues, q)
 		e.wg.Add(1)
-		go e.run()
+		go e.run(q)
 	}
 	return e
 }
@@ -96,7 +103,7 @@ func (e *engine) close() {
 
 func (e *engine) submit(j *authJob) (*cardrail.Authorization, error) {
 	select {
-	case e.queue <- j:
+	case e.queues[partition(j.card, len(e.queues))] <- j:
 	case <-j.ctx.Done():
 		return nil, j.ctx.Err()
 	case <-e.stop:
@@ -109,17 +116,27 @@ func (e *engine) submit(j *authJob) (*cardrail.Authorization, error) {
 	return r.auth, r.err
 }
 
-func (e *engine) run() {
+// partition picks a card's queue (FNV-1a of its reference).
+func partition(card string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(card); i++ {
+		h ^= uint32(card[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+func (e *engine) run(queue chan *authJob) {
 	defer e.wg.Done()
 	for {
 		var first *authJob
 		select {
-		case first = <-e.queue:
+		case first = <-queue:
 		case <-e.stop:
 			// Drain what was queued before stopping.
 			for {
 				select {
-				case j := <-e.queue:
+				case j := <-queue:
 					e.process([]*authJob{j})
 				default:
 					return
@@ -134,14 +151,14 @@ func (e *engine) run() {
 	fill:
 		for len(batch) < e.cfg.MaxBatch {
 			select {
-			case j := <-e.queue:
+			case j := <-queue:
 				batch = append(batch, j)
 			default:
 				if linger == nil {
 					break fill
 				}
 				select {
-				case j := <-e.queue:
+				case j := <-queue:
 					batch = append(batch, j)
 				case <-linger:
 					break fill
