@@ -66,6 +66,14 @@ var invariants = []struct {
 	{"closed cards keep no available balance", `
 		SELECT c.reference, a.balance FROM cards c JOIN accounts a ON a.id = c.reference || '.available'
 		WHERE c.status IN ('terminated', 'expired') AND a.balance <> 0`},
+	// On PostgreSQL the hot-path tables carry no foreign keys (migration
+	// 00004); these three stand in for them.
+	{"every journal line belongs to an entry", `
+		SELECT l.reference, l.entry FROM journal_lines l LEFT JOIN journal_entries e ON e.reference = l.entry WHERE e.reference IS NULL`},
+	{"every journal line names an account", `
+		SELECT l.reference, l.account FROM journal_lines l LEFT JOIN accounts a ON a.id = l.account WHERE a.id IS NULL`},
+	{"every authorization belongs to a card", `
+		SELECT a.reference, a.card FROM authorizations a LEFT JOIN cards c ON c.reference = a.card WHERE c.reference IS NULL`},
 	{"spend windows never go negative", `
 		SELECT card, period, amount FROM card_spend WHERE amount < 0`},
 }
