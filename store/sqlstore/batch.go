@@ -94,7 +94,10 @@ func chunks[T any](items []T, fn func([]T) error) error {
 // LockCardsForAuthorization implements cardrail.Tx. The card and its two
 // balance rows are locked; the program and spend rows are only read, since
 // configuration binds requests that start after it commits and spend rows
-// change only under the card's lock.
+// change only under the card's lock. The spend rows are read by scalar
+// subqueries rather than joins: a prepared statement's generic plan
+// otherwise hashes the whole card_spend table for each batch, a cost that
+// grows with the number of cards.
 func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]cardrail.LockedCard, error) {
 	if len(refs) == 0 {
 		return nil, nil
@@ -111,13 +114,13 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	}
 	rows, err := q.q.Query(ctx, `SELECT c.reference, c.owner, c.program, c.provider, c.status, c.status_reason, c.type, c.brand,
 		c.currency, c.last4, c.exp_month, c.exp_year, c.nickname, c.spending_controls, c.metadata, c.livemode,
-		c.created_at, c.updated_at, a.balance, h.balance, p.status, p.limits, COALESCE(sd.amount, 0), COALESCE(sm.amount, 0)
+		c.created_at, c.updated_at, a.balance, h.balance, p.status, p.limits,
+		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $1), 0),
+		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $2), 0)
 		FROM cards c
 		JOIN accounts a ON a.id = c.reference || '.available'
 		JOIN accounts h ON h.id = c.reference || '.held'
 		JOIN programs p ON p.livemode = c.livemode AND p.code = c.program
-		LEFT JOIN card_spend sd ON sd.card = c.reference AND sd.period = $1
-		LEFT JOIN card_spend sm ON sm.card = c.reference AND sm.period = $2
 		WHERE c.reference IN (`+inList(len(ids), 3)+`) ORDER BY c.reference`+lock, args...)
 	if err != nil {
 		return nil, fmt.Errorf("lock cards: %w", err)
