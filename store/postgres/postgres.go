@@ -71,6 +71,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 var Dialect = sqlstore.Dialect{
 	Name:      "postgres",
 	ForUpdate: " FOR UPDATE",
+	Arrays:    true,
 	Retryable: func(err error) bool {
 		var e *pgconn.PgError
 		return errors.As(err, &e) && (e.Code == "40001" || e.Code == "40P01")

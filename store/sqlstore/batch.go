@@ -102,12 +102,18 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	if len(refs) == 0 {
 		return nil, nil
 	}
-	ids := make([]any, len(refs))
-	for i, r := range refs {
-		ids[i] = r
+	var in string
+	args := []any{day, month}
+	if q.d.Arrays {
+		in, args = "= ANY($3::text[])", append(args, refs)
+	} else {
+		ids := make([]any, len(refs))
+		for i, r := range refs {
+			ids[i] = r
+		}
+		ids = padded(ids)
+		in, args = "IN ("+inList(len(ids), 3)+")", append(args, ids...)
 	}
-	ids = padded(ids)
-	args := append([]any{day, month}, ids...)
 	lock := ""
 	if q.d.ForUpdate != "" {
 		lock = q.d.ForUpdate + " OF c, a, h"
@@ -121,7 +127,7 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 		JOIN accounts a ON a.id = c.reference || '.available'
 		JOIN accounts h ON h.id = c.reference || '.held'
 		JOIN programs p ON p.livemode = c.livemode AND p.code = c.program
-		WHERE c.reference IN (`+inList(len(ids), 3)+`) ORDER BY c.reference`+lock, args...)
+		WHERE c.reference `+in+` ORDER BY c.reference`+lock, args...)
 	if err != nil {
 		return nil, fmt.Errorf("lock cards: %w", err)
 	}
@@ -158,14 +164,13 @@ func (q *queries) AddSpendMany(ctx context.Context, deltas map[[2]string]int64) 
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
-	return chunks(keys, func(ks [][2]string) error {
-		args := make([]any, 0, 3*len(ks))
-		for _, k := range ks {
-			args = append(args, k[0], k[1], deltas[k])
-		}
-		return q.deferExec(ctx, `INSERT INTO card_spend (card, period, amount) VALUES `+values(len(ks), 3, 1)+`
-			ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`, args...)
-	})
+	cards, periods, amounts := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		cards[i], periods[i], amounts[i] = k[0], k[1], deltas[k]
+	}
+	return q.insertRows(ctx, `INSERT INTO card_spend (card, period, amount)`,
+		` ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`,
+		textCol(cards), textCol(periods), bigintCol(amounts))
 }
 
 // PostBatch implements cardrail.Tx. Balances move first, by one conditional
@@ -220,31 +225,19 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 				return &ledger.InsufficientFunds{Account: a}
 			}
 		}
-		if err := chunks(accounts, func(ids []string) error {
-			query, args := balanceUpdate(ids, deltas)
-			return q.deferExec(ctx, query, args...)
-		}); err != nil {
-			return fmt.Errorf("post batch balances: %w", err)
+		for _, st := range q.balanceUpdates(accounts, deltas) {
+			if err := q.deferExec(ctx, st.SQL, st.Args...); err != nil {
+				return fmt.Errorf("post batch balances: %w", err)
+			}
 		}
 		return q.insertLines(ctx, entries, final, now)
 	}
-	err := chunks(accounts, func(ids []string) error {
-		query, args := balanceUpdate(ids, deltas)
-		rows, err := q.q.Query(ctx, query+` RETURNING id, balance`, args...)
-		if err != nil {
-			return err
+	var err error
+	for _, st := range q.balanceUpdates(accounts, deltas) {
+		if err = q.returnBalances(ctx, st, final); err != nil {
+			break
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var bal int64
-			if err := rows.Scan(&id, &bal); err != nil {
-				return err
-			}
-			final[id] = bal
-		}
-		return rows.Err()
-	})
+	}
 	if err != nil {
 		if strings.Contains(strings.ToLower(err.Error()), "check") {
 			return &ledger.InsufficientFunds{Account: "(batch)"}
@@ -260,6 +253,45 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 		}
 	}
 	return q.insertLines(ctx, entries, final, now)
+}
+
+// balanceUpdates renders the statements that move each account by its
+// delta: one over arrays, or one per power-of-two chunk of accounts.
+func (q *queries) balanceUpdates(accounts []string, deltas map[string]int64) []Stmt {
+	if q.d.Arrays {
+		ds := make([]int64, len(accounts))
+		for i, a := range accounts {
+			ds[i] = deltas[a]
+		}
+		return []Stmt{{SQL: `UPDATE accounts SET balance = accounts.balance + d.delta
+			FROM unnest($1::text[], $2::bigint[]) AS d(account, delta) WHERE accounts.id = d.account`, Args: []any{accounts, ds}}}
+	}
+	var out []Stmt
+	_ = chunks(accounts, func(ids []string) error {
+		query, args := balanceUpdate(ids, deltas)
+		out = append(out, Stmt{SQL: query, Args: args})
+		return nil
+	})
+	return out
+}
+
+// returnBalances runs a balance update and records each account's new
+// balance in final.
+func (q *queries) returnBalances(ctx context.Context, st Stmt, final map[string]int64) error {
+	rows, err := q.q.Query(ctx, st.SQL+` RETURNING id, balance`, st.Args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var bal int64
+		if err := rows.Scan(&id, &bal); err != nil {
+			return err
+		}
+		final[id] = bal
+	}
+	return rows.Err()
 }
 
 // balanceUpdate moves each account by its delta in one statement. The
@@ -306,24 +338,26 @@ func (q *queries) insertLines(ctx context.Context, entries []ledger.Entry, final
 		lines[i].after = running[lines[i].account]
 		running[lines[i].account] -= lines[i].amount
 	}
-	if err := chunks(entries, func(es []ledger.Entry) error {
-		args := make([]any, 0, 8*len(es))
-		for _, e := range es {
-			args = append(args, e.Reference, e.Livemode, e.Type, e.Currency, nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute), now)
-		}
-		return q.deferExec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)
-			VALUES `+values(len(es), 8, 1), args...)
-	}); err != nil {
+	n := len(entries)
+	refs, types, currencies := make([]string, n), make([]string, n), make([]string, n)
+	modes, created := make([]bool, n), make([]int64, n)
+	cards, auths, disputes := make([]*string, n), make([]*string, n), make([]*string, n)
+	for i, e := range entries {
+		refs[i], modes[i], types[i], currencies[i], created[i] = e.Reference, e.Livemode, e.Type, e.Currency, now
+		cards[i], auths[i], disputes[i] = nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute)
+	}
+	if err := q.insertRows(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)`, "",
+		textCol(refs), boolCol(modes), textCol(types), textCol(currencies), nullTextCol(cards), nullTextCol(auths), nullTextCol(disputes), bigintCol(created)); err != nil {
 		return fmt.Errorf("insert entries: %w", err)
 	}
-	if err := chunks(lines, func(ls []line) error {
-		args := make([]any, 0, 6*len(ls))
-		for _, l := range ls {
-			args = append(args, l.ref, l.entry, l.account, l.amount, l.after, now)
-		}
-		return q.deferExec(ctx, `INSERT INTO journal_lines (reference, entry, account, amount, balance_after, created_at)
-			VALUES `+values(len(ls), 6, 1), args...)
-	}); err != nil {
+	m := len(lines)
+	lrefs, lentries, laccounts := make([]string, m), make([]string, m), make([]string, m)
+	amounts, afters, lcreated := make([]int64, m), make([]int64, m), make([]int64, m)
+	for i, l := range lines {
+		lrefs[i], lentries[i], laccounts[i], amounts[i], afters[i], lcreated[i] = l.ref, l.entry, l.account, l.amount, l.after, now
+	}
+	if err := q.insertRows(ctx, `INSERT INTO journal_lines (reference, entry, account, amount, balance_after, created_at)`, "",
+		textCol(lrefs), textCol(lentries), textCol(laccounts), bigintCol(amounts), bigintCol(afters), bigintCol(lcreated)); err != nil {
 		return fmt.Errorf("insert lines: %w", err)
 	}
 	return nil
@@ -331,49 +365,55 @@ func (q *queries) insertLines(ctx context.Context, entries []ledger.Entry, final
 
 // InsertAuthorizations implements cardrail.Tx.
 func (q *queries) InsertAuthorizations(ctx context.Context, as []*cardrail.Authorization) error {
-	return chunks(as, func(as []*cardrail.Authorization) error {
-		args := make([]any, 0, 16*len(as))
-		for _, a := range as {
-			merchant, err := json.Marshal(a.Merchant)
-			if err != nil {
-				return err
-			}
-			var expires *int64
-			if a.ExpiresAt != nil {
-				v := micros(*a.ExpiresAt)
-				expires = &v
-			}
-			var reason *string
-			if a.DeclineReason != nil {
-				s := string(*a.DeclineReason)
-				reason = &s
-			}
-			args = append(args, a.Reference, a.Livemode, a.Owner, a.Card, string(a.Status), a.Amount, a.Currency, a.HeldAmount,
-				a.SettledAmount, a.ReversedAmount, a.RefundedAmount, string(merchant), reason, expires, micros(a.CreatedAt), micros(a.UpdatedAt))
+	n := len(as)
+	refs, owners, cards, statuses, currencies, merchants := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	modes := make([]bool, n)
+	amounts, held, settled, reversed, refunded := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	reasons, expires := make([]*string, n), make([]*int64, n)
+	created, updated := make([]int64, n), make([]int64, n)
+	for i, a := range as {
+		merchant, err := json.Marshal(a.Merchant)
+		if err != nil {
+			return err
 		}
-		if err := q.deferExec(ctx, `INSERT INTO authorizations (`+authColumns+`) VALUES `+values(len(as), 16, 1), args...); err != nil {
-			return fmt.Errorf("insert authorizations: %w", err)
+		if a.ExpiresAt != nil {
+			v := micros(*a.ExpiresAt)
+			expires[i] = &v
 		}
-		return nil
-	})
+		if a.DeclineReason != nil {
+			s := string(*a.DeclineReason)
+			reasons[i] = &s
+		}
+		refs[i], modes[i], owners[i], cards[i], statuses[i] = a.Reference, a.Livemode, a.Owner, a.Card, string(a.Status)
+		amounts[i], currencies[i], held[i], settled[i], reversed[i], refunded[i] = a.Amount, a.Currency, a.HeldAmount, a.SettledAmount, a.ReversedAmount, a.RefundedAmount
+		merchants[i], created[i], updated[i] = string(merchant), micros(a.CreatedAt), micros(a.UpdatedAt)
+	}
+	if err := q.insertRows(ctx, `INSERT INTO authorizations (`+authColumns+`)`, "",
+		textCol(refs), boolCol(modes), textCol(owners), textCol(cards), textCol(statuses), bigintCol(amounts), textCol(currencies),
+		bigintCol(held), bigintCol(settled), bigintCol(reversed), bigintCol(refunded), textCol(merchants), nullTextCol(reasons),
+		nullBigintCol(expires), bigintCol(created), bigintCol(updated)); err != nil {
+		return fmt.Errorf("insert authorizations: %w", err)
+	}
+	return nil
 }
 
 // InsertEvents implements cardrail.Tx.
 func (q *queries) InsertEvents(ctx context.Context, es []*cardrail.Event) error {
-	return chunks(es, func(es []*cardrail.Event) error {
-		args := make([]any, 0, 6*len(es))
-		for _, e := range es {
-			payload, err := jsonText(e)
-			if err != nil {
-				return err
-			}
-			args = append(args, e.ID, e.Type, e.Livemode, e.ObjectRef, payload, micros(e.CreatedAt))
+	n := len(es)
+	ids, types, objects, payloads := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	modes, created := make([]bool, n), make([]int64, n)
+	for i, e := range es {
+		payload, err := jsonText(e)
+		if err != nil {
+			return err
 		}
-		if err := q.deferExec(ctx, `INSERT INTO events (id, type, livemode, object_ref, payload, created_at) VALUES `+values(len(es), 6, 1), args...); err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-		return nil
-	})
+		ids[i], types[i], modes[i], objects[i], payloads[i], created[i] = e.ID, e.Type, e.Livemode, e.ObjectRef, payload, micros(e.CreatedAt)
+	}
+	if err := q.insertRows(ctx, `INSERT INTO events (id, type, livemode, object_ref, payload, created_at)`, "",
+		textCol(ids), textCol(types), boolCol(modes), textCol(objects), textCol(payloads), bigintCol(created)); err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	return nil
 }
 
 // MarkIdempotent implements cardrail.Tx.

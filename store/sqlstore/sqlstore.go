@@ -56,6 +56,10 @@ type Dialect struct {
 	// ForUpdate is appended to locking reads (" FOR UPDATE" on PostgreSQL;
 	// empty on SQLite, whose write transactions hold the database lock).
 	ForUpdate string
+	// Arrays says the driver binds Go slices as SQL arrays, so multi-row
+	// writes go as one unnest statement each (see rows.go) instead of
+	// chunked VALUES lists.
+	Arrays bool
 	// Retryable reports serialization failures and deadlocks.
 	Retryable func(error) bool
 	// UniqueViolation reports a unique-constraint failure.
