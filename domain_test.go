@@ -1,6 +1,7 @@
 package cardrail_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -211,5 +212,33 @@ func TestReferences(t *testing.T) {
 			t.Fatalf("%q does not sort after %q", r, prev)
 		}
 		prev = r
+	}
+}
+
+// TestEventAppendJSON checks that the hand-framed event payload is exactly
+// what json.Marshal renders, for awkward strings and an empty object too.
+func TestEventAppendJSON(t *testing.T) {
+	at := time.Date(2026, 11, 24, 5, 0, 0, 123456000, time.UTC)
+	obj := map[string]any{"name": "Tom & Jerry <café>\u2028", "n": 1}
+	withObj, err := cardrail.NewEvent(cardrail.EventAuthorizationCreated, true, "auth_1", obj, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []cardrail.Event{
+		withObj,
+		{ID: "evt_\"quoted\"", Object: "event", Type: "x<y>", CreatedAt: at, Livemode: false},
+		{ID: "evt_2", Object: "event", Type: "card.created", CreatedAt: time.Time{}, Data: cardrail.EventData{Object: []byte(`{"a":[1,2]}`)}},
+	} {
+		want, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("AppendJSON = %s\njson.Marshal = %s", got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package cardrail
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -48,6 +49,37 @@ type Event struct {
 // change.
 type EventData struct {
 	Object json.RawMessage `json:"object"`
+}
+
+// AppendJSON appends the event as json.Marshal renders it. The object is
+// already JSON, so this only frames it: json.Marshal would validate and
+// re-compact it, a cost the authorization path pays once per decision.
+func (e *Event) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	field := func(name string, v any) {
+		if err != nil {
+			return
+		}
+		var enc []byte
+		if enc, err = json.Marshal(v); err == nil {
+			b = append(append(b, name...), enc...)
+		}
+	}
+	b = append(b, '{')
+	field(`"id":`, e.ID)
+	field(`,"object":`, e.Object)
+	field(`,"type":`, e.Type)
+	field(`,"created_at":`, e.CreatedAt)
+	b = append(b, `,"livemode":`...)
+	b = strconv.AppendBool(b, e.Livemode)
+	b = append(b, `,"data":{"object":`...)
+	if len(e.Data.Object) == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Data.Object...)
+	}
+	b = append(b, "}}"...)
+	return b, err
 }
 
 // NewEvent builds an event about obj; it fails only if obj cannot be

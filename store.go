@@ -236,7 +236,8 @@ type IdempotencyStore interface {
 }
 
 // LockedCard is a card read under its lock with everything the
-// authorization decision needs besides the attempt.
+// authorization decision needs besides the attempt. The card's Metadata is
+// not read: nothing in a decision looks at it.
 type LockedCard struct {
 	Card           *Card
 	ProgramEnabled bool

@@ -119,7 +119,7 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 		lock = q.d.ForUpdate + " OF c, a, h"
 	}
 	rows, err := q.q.Query(ctx, `SELECT c.reference, c.owner, c.program, c.provider, c.status, c.status_reason, c.type, c.brand,
-		c.currency, c.last4, c.exp_month, c.exp_year, c.nickname, c.spending_controls, c.metadata, c.livemode,
+		c.currency, c.last4, c.exp_month, c.exp_year, c.nickname, c.spending_controls, c.livemode,
 		c.created_at, c.updated_at, a.balance, h.balance, p.status, p.limits,
 		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $1), 0),
 		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $2), 0)
@@ -135,15 +135,15 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	var out []cardrail.LockedCard
 	for rows.Next() {
 		var c cardrail.Card
-		var controls, metadata, status, limits string
+		var controls, status, limits string
 		var created, updated int64
 		var lc cardrail.LockedCard
 		if err := rows.Scan(&c.Reference, &c.Owner, &c.Program, &c.Provider, &c.Status, &c.StatusReason, &c.Type, &c.Brand,
-			&c.Currency, &c.Last4, &c.ExpMonth, &c.ExpYear, &c.Nickname, &controls, &metadata, &c.Livemode,
+			&c.Currency, &c.Last4, &c.ExpMonth, &c.ExpYear, &c.Nickname, &controls, &c.Livemode,
 			&created, &updated, &c.Balance.Available, &c.Balance.Held, &status, &limits, &lc.DailyUsed, &lc.MonthlyUsed); err != nil {
 			return nil, err
 		}
-		if err := unmarshalAll(controls, &c.SpendingControls, metadata, &c.Metadata, limits, &lc.Limits); err != nil {
+		if err := unmarshalAll(controls, &c.SpendingControls, limits, &lc.Limits); err != nil {
 			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
 		}
 		c.Object = "card"
@@ -403,7 +403,7 @@ func (q *queries) InsertEvents(ctx context.Context, es []*cardrail.Event) error 
 	ids, types, objects, payloads := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	modes, created := make([]bool, n), make([]int64, n)
 	for i, e := range es {
-		payload, err := jsonText(e)
+		payload, err := eventText(e)
 		if err != nil {
 			return err
 		}

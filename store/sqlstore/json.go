@@ -1,9 +1,19 @@
 package sqlstore
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/cardrail/cardrail"
+)
 
 func jsonText(v any) (string, error) {
 	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// eventText renders an event's payload column.
+func eventText(e *cardrail.Event) (string, error) {
+	b, err := e.AppendJSON(make([]byte, 0, 256+len(e.Data.Object)))
 	return string(b), err
 }
 

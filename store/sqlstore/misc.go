@@ -38,7 +38,7 @@ func (q *queries) SetCardholder(ctx context.Context, c *cardrail.Cardholder) err
 // InsertEvent implements cardrail.Tx: the outbox row of the change being
 // committed with it.
 func (q *queries) InsertEvent(ctx context.Context, e *cardrail.Event) error {
-	payload, err := jsonText(e)
+	payload, err := eventText(e)
 	if err != nil {
 		return err
 	}
