@@ -40,10 +40,7 @@ func dsn(path string, extra ...string) string {
 // Open opens (creating if needed) the database file at path and applies the
 // migrations.
 func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
-	writer, err := sql.Open("sqlite", dsn(path, "_txlock", "immediate"))
-	if err != nil {
-		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-	}
+	writer := sql.OpenDB(connector{name: dsn(path, "_txlock", "immediate"), drv: &sqlite.Driver{}})
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)

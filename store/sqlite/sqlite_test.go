@@ -104,3 +104,51 @@ func TestConcurrentWritersNeverBusy(t *testing.T) {
 		t.Errorf("settings holds %d rows, want %d", n, writers*txsEach)
 	}
 }
+
+// TestCachedStatements runs one statement text many times on the writer,
+// whose connection keeps it prepared: each run binds its own arguments, a
+// run that fails leaves the statement usable, a schema change is picked up,
+// and a rolled-back transaction undoes its runs.
+func TestCachedStatements(t *testing.T) {
+	s := open(t)
+	w := s.Conn().(*sqlstore.SQLConn).Writer
+	ctx := t.Context()
+	if _, err := w.ExecContext(ctx, `CREATE TABLE cache_probe (k TEXT PRIMARY KEY, v INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const insert = `INSERT INTO cache_probe (k, v) VALUES ($1, $2)`
+	for i := range 5 {
+		if _, err := w.ExecContext(ctx, insert, fmt.Sprintf("k%d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.ExecContext(ctx, insert, "k0", 99); err == nil {
+		t.Fatal("duplicate key accepted")
+	}
+	if _, err := w.ExecContext(ctx, insert, "k5", 5); err != nil {
+		t.Fatalf("statement unusable after a failed run: %v", err)
+	}
+	if _, err := w.ExecContext(ctx, `ALTER TABLE cache_probe ADD COLUMN note TEXT NOT NULL DEFAULT 'x'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ExecContext(ctx, insert, "k6", 6); err != nil {
+		t.Fatalf("after a schema change: %v", err)
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, insert, "k7", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	var n, sum int
+	if err := w.QueryRowContext(ctx, `SELECT COUNT(*), SUM(v) FROM cache_probe WHERE note = 'x'`).Scan(&n, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if n != 7 || sum != 0+1+2+3+4+5+6 {
+		t.Fatalf("table holds %d rows summing to %d, want 7 rows summing to 21", n, sum)
+	}
+}
