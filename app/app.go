@@ -105,7 +105,13 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	reg := provider.NewRegistry()
 	adapters := registerSandboxPartners(reg, cvvSecret)
 	router := provider.NewRouter(reg, provider.RouterConfig{})
-	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: cfg.AuthExecutors}}, log)
+	executors := cfg.AuthExecutors
+	if executors == 0 && store.Dialect() == "sqlite" {
+		// SQLite has one writer: a second batch in flight only waits for
+		// it, and the two smaller batches cost more than one larger one.
+		executors = 1
+	}
+	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: executors}}, log)
 	apiCfg := api.Config{RateLimit: cfg.RateLimit}
 	var limiter *ratelimit.Fallback // shared through Redis when configured (and limiting is on)
 	if cfg.RedisURL != "" && cfg.RateLimit > 0 {
