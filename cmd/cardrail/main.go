@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
+		setGCPercent(getenv)
 		return serve(ctx, cfg, args[1:], stdout)
 	case "migrate":
 		s, err := app.OpenStore(ctx, cfg.DatabaseURL)
@@ -67,6 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "token":
 		return token(ctx, cfg, args[1:], stdout, stderr)
 	case "bench":
+		setGCPercent(getenv) // the in-process server runs as serve would
 		return benchCmd(ctx, cfg, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
@@ -74,6 +77,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// The server's live heap is small (tens of MB) and its garbage is
+// per-request, so collecting at 4x the live heap rather than Go's default
+// 2x halves the collections for a few tens of MB; the authorization
+// profile had about 8% of the CPU in the collector at the default.
+const defaultGCPercent = 400
+
+func setGCPercent(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
