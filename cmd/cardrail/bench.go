@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,9 +39,13 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	amount := fs.Int64("amount", 1, "authorization amount in minor units")
 	hot := fs.Bool("hot", true, "also run the hot-card phase (every client hits one card)")
 	pgbench := fs.Bool("pgbench", true, "on PostgreSQL, also run pgbench's TPC-B-like script and print the ratio")
+	rounds := fs.Int("rounds", 1, "run every phase this many times and print the medians")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *rounds < 1 {
+		return errors.New("bench: --rounds must be at least 1")
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -141,26 +146,57 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 				float64((after.Busy-before.Busy).Microseconds())/1000/float64(n), after.Fallbacks-before.Fallbacks)
 		}
 	}
-	var spread bench.Result
-	engine(func() {
-		spread = bench.Run(ctx, "spread", client, o)
-		fmt.Fprintln(stdout, spread)
-	})
-	if *hot {
-		h := o
-		h.Cards = refs[:1]
+	// Each round runs every phase; on a shared machine whose speed drifts
+	// (steal time on a VM), several rounds and their medians say more
+	// than one.
+	var spreads, hots, ratios, p99s []float64
+	for round := 1; round <= *rounds; round++ {
+		if *rounds > 1 {
+			fmt.Fprintf(stdout, "round %d of %d\n", round, *rounds)
+		}
+		var spread bench.Result
 		engine(func() {
-			hr := bench.Run(ctx, "hot", client, h)
-			fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
+			spread = bench.Run(ctx, "spread", client, o)
+			fmt.Fprintln(stdout, spread)
 		})
-	}
-	if *pgbench && a != nil && a.Store.Dialect() == "postgres" {
-		tps, _, err := bench.PGBench(ctx, *dbURL, *clients, *duration)
-		if err != nil {
-			fmt.Fprintf(stdout, "pgbench: %v\n", err)
-		} else {
-			fmt.Fprintf(stdout, "pgbench TPC-B-like, %d clients, %s: %.0f tps; cardrail spread / pgbench = %.2fx\n", *clients, *duration, tps, spread.Rate()/tps)
+		spreads, p99s = append(spreads, spread.Rate()), append(p99s, float64(spread.Percentile(99).Microseconds())/1000)
+		if *hot {
+			h := o
+			h.Cards = refs[:1]
+			engine(func() {
+				hr := bench.Run(ctx, "hot", client, h)
+				hots = append(hots, hr.Rate())
+				fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
+			})
+		}
+		if *pgbench && a != nil && a.Store.Dialect() == "postgres" {
+			tps, _, err := bench.PGBench(ctx, *dbURL, *clients, *duration)
+			if err != nil {
+				fmt.Fprintf(stdout, "pgbench: %v\n", err)
+			} else {
+				ratios = append(ratios, spread.Rate()/tps)
+				fmt.Fprintf(stdout, "pgbench TPC-B-like, %d clients, %s: %.0f tps; cardrail spread / pgbench = %.2fx\n", *clients, *duration, tps, spread.Rate()/tps)
+			}
 		}
 	}
+	if *rounds > 1 {
+		fmt.Fprintf(stdout, "median of %d rounds: spread %.0f auth/s, p99 %.2fms", *rounds, median(spreads), median(p99s))
+		if len(hots) > 0 {
+			fmt.Fprintf(stdout, ", hot %.0f auth/s", median(hots))
+		}
+		if len(ratios) > 0 {
+			fmt.Fprintf(stdout, ", spread / pgbench %.2fx", median(ratios))
+		}
+		fmt.Fprintln(stdout)
+	}
 	return nil
+}
+
+// median of xs (xs is not empty); it sorts xs.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
