@@ -146,8 +146,9 @@ type Tx interface {
 	// program's switch and limits and their spend in the day and month
 	// windows.
 	LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]LockedCard, error)
-	// AddSpendMany raises spend windows by the given positive deltas.
-	AddSpendMany(ctx context.Context, deltas map[[2]string]int64) error
+	// AddSpendMany raises each card's day and month spend windows by its
+	// positive delta.
+	AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64) error
 	// PostBatch applies many balanced entries with one balance update per
 	// statement; like Post, a floored account that would go negative fails
 	// the whole batch and applies nothing. known may give the balances of

@@ -598,3 +598,55 @@ func TestCardExpiryJob(t *testing.T) {
 		env.CheckLedger()
 	})
 }
+
+// TestTwoServersOneDatabase races authorizations through two servers on the
+// same database, each with its own engine: the database, not either
+// process's memory, must keep the balance and the daily limit exact.
+func TestTwoServersOneDatabase(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		envs := []*apptest.Env{apptest.New(t, url), apptest.New(t, url)}
+		owners := []*apptest.Client{envs[0].Client("dana", "US"), envs[1].Client("dana", "US")}
+		race := func(t *testing.T, card string, n int) (approved, declined map[string]int) {
+			var mu sync.Mutex
+			approved, declined = map[string]int{}, map[string]int{}
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := owners[i%2].Do("POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(100))
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case r.Status == 201 && r.Str("status") == "pending":
+						approved["pending"]++
+					case r.Status == 201:
+						declined[r.Str("decline_reason")]++
+					default:
+						t.Errorf("unexpected answer %d %s", r.Status, r.Body)
+					}
+				}()
+			}
+			wg.Wait()
+			return approved, declined
+		}
+		for round := range 3 {
+			t.Run(fmt.Sprintf("round %d: a card funded for 10 approves exactly 10", round), func(t *testing.T) {
+				card := owners[0].FundedCard(1000)
+				approved, declined := race(t, card, 40)
+				if approved["pending"] != 10 || declined["insufficient_funds"] != 30 {
+					t.Fatalf("approved %v declined %v", approved, declined)
+				}
+			})
+			t.Run(fmt.Sprintf("round %d: a daily limit of 10 approves exactly 10", round), func(t *testing.T) {
+				card := owners[0].FundedCard(100_000)
+				owners[1].Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{"daily": 1000}})
+				approved, declined := race(t, card, 40)
+				if approved["pending"] != 10 || declined["exceeds_daily_limit"] != 30 {
+					t.Fatalf("approved %v declined %v", approved, declined)
+				}
+			})
+		}
+		envs[0].CheckLedger()
+	})
+}

@@ -273,7 +273,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		entries []ledger.Entry
 		marks   []cardrail.IdempotencyMark
 	)
-	deltas := map[[2]string]int64{}
+	deltas := map[string]int64{}
 	for i, j := range jobs {
 		card := cards[j.card]
 		if card == nil || card.Livemode != j.caller.Livemode || card.Owner != j.caller.Subject {
@@ -295,8 +295,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 			e := ledger.Move(ledger.TypeHold, card.Livemode, card.Currency, ledger.CardAvailableAccount(card.Reference), ledger.CardHeldAccount(card.Reference), j.attempt.Amount)
 			e.Card, e.Authorization = card.Reference, auth.Reference
 			entries = append(entries, e)
-			deltas[[2]string{card.Reference, day}] += j.attempt.Amount
-			deltas[[2]string{card.Reference, month}] += j.attempt.Amount
+			deltas[card.Reference] += j.attempt.Amount
 		}
 		ev, err := cardrail.NewEvent(cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth, now)
 		if err != nil {
@@ -317,7 +316,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		}
 		return nil, err
 	}
-	if err := tx.AddSpendMany(ctx, deltas); err != nil {
+	if err := tx.AddSpendMany(ctx, day, month, deltas); err != nil {
 		return nil, err
 	}
 	if err := tx.InsertAuthorizations(ctx, auths); err != nil {

@@ -75,7 +75,7 @@ var invariants = []struct {
 	{"every authorization belongs to a card", `
 		SELECT a.reference, a.card FROM authorizations a LEFT JOIN cards c ON c.reference = a.card WHERE c.reference IS NULL`},
 	{"spend windows never go negative", `
-		SELECT card, period, amount FROM card_spend WHERE amount < 0`},
+		SELECT reference, spend_day_amount, spend_month_amount FROM cards WHERE spend_day_amount < 0 OR spend_month_amount < 0`},
 }
 
 // Check runs every invariant and returns one error naming each that fails,

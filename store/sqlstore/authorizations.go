@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cardrail/cardrail"
@@ -95,32 +96,57 @@ func (q *queries) UpdateAuthorization(ctx context.Context, a *cardrail.Authoriza
 	return nil
 }
 
-// SpendUsed implements cardrail.Tx.
+// spendColumns names the card columns that hold a window's kind: day
+// windows ("d20261124") or month windows ("m202611").
+func spendColumns(window string) (period, amount string, err error) {
+	switch {
+	case strings.HasPrefix(window, "d"):
+		return "spend_day", "spend_day_amount", nil
+	case strings.HasPrefix(window, "m"):
+		return "spend_month", "spend_month_amount", nil
+	}
+	return "", "", fmt.Errorf("spend window %q is neither a day nor a month", window)
+}
+
+// SpendUsed implements cardrail.Tx. A card keeps its current day and month
+// windows on its own row; any other window reads as zero.
 func (q *queries) SpendUsed(ctx context.Context, card string, windows ...string) (map[string]int64, error) {
+	var day, month string
+	var dayAmount, monthAmount int64
+	err := q.q.QueryRow(ctx, `SELECT spend_day, spend_day_amount, spend_month, spend_month_amount FROM cards WHERE reference = $1`, card).
+		Scan(&day, &dayAmount, &month, &monthAmount)
+	if err != nil && !notFound(err) {
+		return nil, fmt.Errorf("spend %s: %w", card, err)
+	}
 	out := make(map[string]int64, len(windows))
 	for _, w := range windows {
-		var v int64
-		err := q.q.QueryRow(ctx, `SELECT amount FROM card_spend WHERE card = $1 AND period = $2`, card, w).Scan(&v)
-		if err != nil && !notFound(err) {
-			return nil, fmt.Errorf("spend %s %s: %w", card, w, err)
+		switch w {
+		case day:
+			out[w] = dayAmount
+		case month:
+			out[w] = monthAmount
+		default:
+			out[w] = 0
 		}
-		out[w] = v
 	}
 	return out, nil
 }
 
-// AddSpend implements cardrail.Tx.
+// AddSpend implements cardrail.Tx. A raise in a window other than the
+// card's current one starts that window afresh; a release (negative delta)
+// only ever lowers the window its approval raised, and is nothing once that
+// window has been replaced.
 func (q *queries) AddSpend(ctx context.Context, card, window string, delta int64) error {
-	// A release only ever lowers a window an approval already raised, so it
-	// is a plain update; an insert candidate with a negative amount would
-	// trip the CHECK before the conflict is seen.
-	query := `INSERT INTO card_spend (card, period, amount) VALUES ($1, $2, $3)
-		ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`
-	if delta < 0 {
-		query = `UPDATE card_spend SET amount = amount + $3 WHERE card = $1 AND period = $2`
-	}
-	_, err := q.q.Exec(ctx, query, card, window, delta)
+	period, amount, err := spendColumns(window)
 	if err != nil {
+		return err
+	}
+	query := `UPDATE cards SET ` + amount + ` = CASE WHEN ` + period + ` = $2 THEN ` + amount + ` + $3 ELSE $3 END, ` + period + ` = $2
+		WHERE reference = $1`
+	if delta < 0 {
+		query = `UPDATE cards SET ` + amount + ` = ` + amount + ` + $3 WHERE reference = $1 AND ` + period + ` = $2`
+	}
+	if _, err := q.q.Exec(ctx, query, card, window, delta); err != nil {
 		return fmt.Errorf("add spend %s %s: %w", card, window, err)
 	}
 	return nil

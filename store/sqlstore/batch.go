@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,27 +91,27 @@ func chunks[T any](items []T, fn func([]T) error) error {
 }
 
 // LockCardsForAuthorization implements cardrail.Tx. The card and its two
-// balance rows are locked; the program and spend rows are only read, since
-// configuration binds requests that start after it commits and spend rows
-// change only under the card's lock. The spend rows are read by scalar
-// subqueries rather than joins: a prepared statement's generic plan
-// otherwise hashes the whole card_spend table for each batch, a cost that
-// grows with the number of cards.
+// balance rows are locked, and the spend windows live on the card row: when
+// the statement has waited for another transaction's lock, PostgreSQL
+// re-reads the locked rows as that transaction left them, while rows it
+// only joined would still be read as of the statement's start. The program
+// is only read, since configuration binds requests that start after it
+// commits.
 func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]cardrail.LockedCard, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}
 	var in string
-	args := []any{day, month}
+	var args []any
 	if q.d.Arrays {
-		in, args = "= ANY($3::text[])", append(args, refs)
+		in, args = "= ANY($1::text[])", []any{refs}
 	} else {
 		ids := make([]any, len(refs))
 		for i, r := range refs {
 			ids[i] = r
 		}
 		ids = padded(ids)
-		in, args = "IN ("+inList(len(ids), 3)+")", append(args, ids...)
+		in, args = "IN ("+inList(len(ids), 1)+")", ids
 	}
 	lock := ""
 	if q.d.ForUpdate != "" {
@@ -121,8 +120,7 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	rows, err := q.q.Query(ctx, `SELECT c.reference, c.owner, c.program, c.provider, c.status, c.status_reason, c.type, c.brand,
 		c.currency, c.last4, c.exp_month, c.exp_year, c.nickname, c.spending_controls, c.livemode,
 		c.created_at, c.updated_at, a.balance, h.balance, p.status, p.limits,
-		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $1), 0),
-		COALESCE((SELECT amount FROM card_spend WHERE card = c.reference AND period = $2), 0)
+		c.spend_day, c.spend_day_amount, c.spend_month, c.spend_month_amount
 		FROM cards c
 		JOIN accounts a ON a.id = c.reference || '.available'
 		JOIN accounts h ON h.id = c.reference || '.held'
@@ -135,16 +133,23 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	var out []cardrail.LockedCard
 	for rows.Next() {
 		var c cardrail.Card
-		var controls, status, limits string
+		var controls, status, limits, spendDay, spendMonth string
+		var spendDayAmount, spendMonthAmount int64
 		var created, updated int64
 		var lc cardrail.LockedCard
 		if err := rows.Scan(&c.Reference, &c.Owner, &c.Program, &c.Provider, &c.Status, &c.StatusReason, &c.Type, &c.Brand,
 			&c.Currency, &c.Last4, &c.ExpMonth, &c.ExpYear, &c.Nickname, &controls, &c.Livemode,
-			&created, &updated, &c.Balance.Available, &c.Balance.Held, &status, &limits, &lc.DailyUsed, &lc.MonthlyUsed); err != nil {
+			&created, &updated, &c.Balance.Available, &c.Balance.Held, &status, &limits, &spendDay, &spendDayAmount, &spendMonth, &spendMonthAmount); err != nil {
 			return nil, err
 		}
 		if err := unmarshalAll(controls, &c.SpendingControls, limits, &lc.Limits); err != nil {
 			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
+		}
+		if spendDay == day {
+			lc.DailyUsed = spendDayAmount
+		}
+		if spendMonth == month {
+			lc.MonthlyUsed = spendMonthAmount
 		}
 		c.Object = "card"
 		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
@@ -154,23 +159,33 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 	return out, rows.Err()
 }
 
-// AddSpendMany implements cardrail.Tx.
-func (q *queries) AddSpendMany(ctx context.Context, deltas map[[2]string]int64) error {
-	keys := make([][2]string, 0, len(deltas))
-	for k, d := range deltas {
+// AddSpendMany implements cardrail.Tx: each card's day and month windows
+// rise by its delta, restarting a window that is not the current one.
+func (q *queries) AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64) error {
+	cards := make([]string, 0, len(deltas))
+	for c, d := range deltas {
 		if d < 0 {
-			return fmt.Errorf("add spend %v: negative delta %d", k, d)
+			return fmt.Errorf("add spend %s: negative delta %d", c, d)
 		}
-		keys = append(keys, k)
+		cards = append(cards, c)
 	}
-	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
-	cards, periods, amounts := make([]string, len(keys)), make([]string, len(keys)), make([]int64, len(keys))
-	for i, k := range keys {
-		cards[i], periods[i], amounts[i] = k[0], k[1], deltas[k]
+	slices.Sort(cards)
+	const set = `spend_day_amount = CASE WHEN cards.spend_day = $1 THEN cards.spend_day_amount + %[1]s ELSE %[1]s END, spend_day = $1,
+		spend_month_amount = CASE WHEN cards.spend_month = $2 THEN cards.spend_month_amount + %[1]s ELSE %[1]s END, spend_month = $2`
+	if q.d.Arrays {
+		amounts := make([]int64, len(cards))
+		for i, c := range cards {
+			amounts[i] = deltas[c]
+		}
+		return q.deferExec(ctx, `UPDATE cards SET `+fmt.Sprintf(set, "d.delta")+`
+			FROM unnest($3::text[], $4::bigint[]) AS d(card, delta) WHERE cards.reference = d.card`, day, month, cards, amounts)
 	}
-	return q.insertRows(ctx, `INSERT INTO card_spend (card, period, amount)`,
-		` ON CONFLICT (card, period) DO UPDATE SET amount = card_spend.amount + excluded.amount`,
-		textCol(cards), textCol(periods), bigintCol(amounts))
+	for _, c := range cards {
+		if err := q.deferExec(ctx, `UPDATE cards SET `+fmt.Sprintf(set, "$3")+` WHERE reference = $4`, day, month, deltas[c], c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PostBatch implements cardrail.Tx. Balances move first, by one conditional

@@ -248,4 +248,18 @@ func testSpend(t *testing.T, s *sqlstore.Store) {
 		equal(t, "the other card's spend used", got, map[string]int64{day: 9_000, month: 0})
 		return nil
 	})
+
+	// A raise in the next day starts that window; a release counted in the
+	// day before then lowers nothing, while the month still holds both.
+	inTx(t, s, func(tx cardrail.Tx) error { return tx.AddSpend(ctx, c.Reference, nextDay, 40) })
+	inTx(t, s, func(tx cardrail.Tx) error { return tx.AddSpend(ctx, c.Reference, month, 40) })
+	inTx(t, s, func(tx cardrail.Tx) error { return tx.AddSpend(ctx, c.Reference, day, -600) })
+	inTx(t, s, func(tx cardrail.Tx) error {
+		got, err := tx.SpendUsed(ctx, c.Reference, day, month, nextDay)
+		if err != nil {
+			return err
+		}
+		equal(t, "spend after the day turned", got, map[string]int64{day: 0, month: 790, nextDay: 40})
+		return nil
+	})
 }

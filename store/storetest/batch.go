@@ -158,20 +158,30 @@ func testBatchInsertsRollBack(t *testing.T, s *sqlstore.Store) {
 		if err := tx.InsertEvents(ctx, []*cardrail.Event{&e}); err != nil {
 			return err
 		}
-		return tx.AddSpendMany(ctx, map[[2]string]int64{{cards[0].Reference, "d20260314"}: 5})
+		return tx.AddSpendMany(ctx, "d20260314", "m202603", map[string]int64{cards[0].Reference: 5})
 	}
 	mustRollBack(t, s, write)
-	for table, want := range map[string]int64{"authorizations": 0, "events": 0, "card_spend": 0} {
+	spend := func() map[string]int64 {
+		var got map[string]int64
+		inTx(t, s, func(tx cardrail.Tx) (err error) {
+			got, err = tx.SpendUsed(ctx, cards[0].Reference, "d20260314", "m202603")
+			return err
+		})
+		return got
+	}
+	for table, want := range map[string]int64{"authorizations": 0, "events": 0} {
 		if got := count(t, s, table); got != want {
 			t.Errorf("%s after rollback: %d rows", table, got)
 		}
 	}
+	equal(t, "spend after rollback", spend(), map[string]int64{"d20260314": 0, "m202603": 0})
 	inTx(t, s, write)
-	for table, want := range map[string]int64{"authorizations": 2, "events": 1, "card_spend": 1} {
+	for table, want := range map[string]int64{"authorizations": 2, "events": 1} {
 		if got := count(t, s, table); got != want {
 			t.Errorf("%s after commit: %d rows, want %d", table, got, want)
 		}
 	}
+	equal(t, "spend after commit", spend(), map[string]int64{"d20260314": 5, "m202603": 5})
 }
 
 // mustRollBack runs write and then fails the transaction.

@@ -61,7 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 
 // tables are every table the store writes, children before the parents
 // their foreign keys point to.
-var tables = []string{"journal_lines", "journal_entries", "authorizations", "card_spend", "accounts", "cards",
+var tables = []string{"journal_lines", "journal_entries", "authorizations", "accounts", "cards",
 	"programs", "provider_states", "cardholders", "events", "audit_log", "settings", "idempotency_keys"}
 
 // empty deletes every row the store holds.
