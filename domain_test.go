@@ -2,6 +2,7 @@ package cardrail_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,6 +211,9 @@ func TestReferences(t *testing.T) {
 		r := cardrail.NewReference(cardrail.PrefixEvent)
 		if r <= prev {
 			t.Fatalf("%q does not sort after %q", r, prev)
+		}
+		if body := strings.TrimPrefix(r, "evt_"); len(body) != 26 || strings.Trim(body, "0123456789abcdefghjkmnpqrstvwxyz") != "" {
+			t.Fatalf("%q is not a lowercase ULID after its prefix", r)
 		}
 		prev = r
 	}

@@ -36,7 +36,19 @@ func NewReference(prefix string) string {
 	refMu.Lock()
 	id := ulid.MustNew(ulid.Timestamp(time.Now()), refEntropy)
 	refMu.Unlock()
-	return prefix + "_" + strings.ToLower(id.String())
+	var text [ulid.EncodedSize]byte
+	_ = id.MarshalTextTo(text[:]) // cannot fail: the buffer is the right size
+	var b strings.Builder
+	b.Grow(len(prefix) + 1 + len(text))
+	b.WriteString(prefix)
+	b.WriteByte('_')
+	for _, c := range text {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // HasPrefix reports whether ref is a reference of the given type.

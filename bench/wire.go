@@ -25,6 +25,8 @@ type wireConn struct {
 	conn net.Conn
 	r    *bufio.Reader
 	body []byte
+	// deadline is the connection's current read and write deadline.
+	deadline time.Time
 }
 
 // wireTarget splits an http:// base URL into the address to dial and the
@@ -59,9 +61,14 @@ func (c *wireConn) roundTrip(req []byte, timeout time.Duration) (int, []byte, er
 		if err != nil {
 			return 0, nil, err
 		}
-		c.conn, c.r = conn, bufio.NewReaderSize(conn, 16<<10)
+		c.conn, c.r, c.deadline = conn, bufio.NewReaderSize(conn, 16<<10), time.Time{}
 	}
-	_ = c.conn.SetDeadline(time.Now().Add(timeout))
+	// Moving the deadline is a syscall's worth of work; it is pushed out
+	// only once it is less than half the timeout away.
+	if now := time.Now(); c.deadline.Sub(now) < timeout/2 {
+		c.deadline = now.Add(timeout)
+		_ = c.conn.SetDeadline(c.deadline)
+	}
 	if _, err := c.conn.Write(req); err != nil {
 		c.close()
 		return 0, nil, err
