@@ -604,7 +604,9 @@ func TestCardExpiryJob(t *testing.T) {
 // process's memory, must keep the balance and the daily limit exact.
 func TestTwoServersOneDatabase(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
-		envs := []*apptest.Env{apptest.New(t, url), apptest.New(t, url)}
+		// One server decides with one executor, the other spreads cards
+		// over three, so the race crosses both engines' partitions.
+		envs := []*apptest.Env{apptest.New(t, url), apptest.New(t, url, func(c *config.Config) { c.AuthExecutors = 3 })}
 		owners := []*apptest.Client{envs[0].Client("dana", "US"), envs[1].Client("dana", "US")}
 		race := func(t *testing.T, card string, n int) (approved, declined map[string]int) {
 			var mu sync.Mutex

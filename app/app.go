@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -106,10 +107,16 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	adapters := registerSandboxPartners(reg, cvvSecret)
 	router := provider.NewRouter(reg, provider.RouterConfig{})
 	executors := cfg.AuthExecutors
-	if executors == 0 && store.Dialect() == "sqlite" {
-		// SQLite has one writer: a second batch in flight only waits for
-		// it, and the two smaller batches cost more than one larger one.
-		executors = 1
+	if executors == 0 {
+		// One batch in flight per two cores. On this project's 2-core
+		// reference machine a second executor added no throughput (the
+		// machine is busy either way) but split the batches in half and
+		// widened the latency tail (p99 33 ms against 26 ms). SQLite has
+		// a single writer, so a second batch would only wait for it.
+		executors = max(1, runtime.NumCPU()/2)
+		if store.Dialect() == "sqlite" {
+			executors = 1
+		}
 	}
 	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: executors}}, log)
 	apiCfg := api.Config{RateLimit: cfg.RateLimit}

@@ -20,7 +20,9 @@ type BatchConfig struct {
 	// 256).
 	MaxBatch int
 	// Executors is how many batches may be in flight at once, each in its
-	// own transaction (default 2). While one commits, the next fills.
+	// own transaction and with its own share of the cards (default 2; the
+	// app picks one per two cores). While an executor commits, its queue
+	// fills.
 	Executors int
 	// Linger is how long an executor that found work waits for more before
 	// it starts (default 0: take what is queued, so a lone request pays
