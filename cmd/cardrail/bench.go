@@ -149,12 +149,32 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	// Each round runs every phase; on a shared machine whose speed drifts
 	// (steal time on a VM), several rounds and their medians say more
 	// than one.
+	onPostgres := a != nil && a.Store.Dialect() == "postgres"
+	var pgb *bench.PGBench
+	if *pgbench && onPostgres {
+		var err error
+		if pgb, err = bench.NewPGBench(ctx, *dbURL, *clients); err != nil {
+			fmt.Fprintf(stdout, "pgbench: %v\n", err)
+		} else {
+			defer pgb.Close(context.WithoutCancel(ctx))
+		}
+	}
+	// Every phase on PostgreSQL starts from a checkpoint, so none pays for
+	// the page writes of the one before it.
+	checkpoint := func() {
+		if onPostgres {
+			if err := bench.Checkpoint(ctx, *dbURL); err != nil {
+				fmt.Fprintf(stdout, "checkpoint: %v (phases may pay for each other's writes)\n", err)
+			}
+		}
+	}
 	var spreads, hots, ratios, p99s []float64
 	for round := 1; round <= *rounds; round++ {
 		if *rounds > 1 {
 			fmt.Fprintf(stdout, "round %d of %d\n", round, *rounds)
 		}
 		var spread bench.Result
+		checkpoint()
 		engine(func() {
 			spread = bench.Run(ctx, "spread", client, o)
 			fmt.Fprintln(stdout, spread)
@@ -163,14 +183,16 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 		if *hot {
 			h := o
 			h.Cards = refs[:1]
+			checkpoint()
 			engine(func() {
 				hr := bench.Run(ctx, "hot", client, h)
 				hots = append(hots, hr.Rate())
 				fmt.Fprintf(stdout, "%s  (%.0f%% of spread)\n", hr, 100*hr.Rate()/spread.Rate())
 			})
 		}
-		if *pgbench && a != nil && a.Store.Dialect() == "postgres" {
-			tps, _, err := bench.PGBench(ctx, *dbURL, *clients, *duration)
+		if pgb != nil {
+			checkpoint()
+			tps, _, err := pgb.Run(ctx, *duration)
 			if err != nil {
 				fmt.Fprintf(stdout, "pgbench: %v\n", err)
 			} else {
