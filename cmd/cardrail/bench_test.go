@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cardrail/cardrail/internal/testdb"
+)
+
+// TestBenchCommand runs a short benchmark against an in-process server on
+// each database and checks what it prints: both phases answered with no
+// failures and, on PostgreSQL, a pgbench figure and the ratio.
+func TestBenchCommand(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		var out, errOut bytes.Buffer
+		args := []string{"bench", "--duration", "1s", "--cards", "4", "--clients", "4", "--rounds", "2", "--database-url", url}
+		if err := run(t.Context(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+			t.Fatalf("bench: %v\n%s", err, errOut.String())
+		}
+		text := out.String()
+		phase := regexp.MustCompile(`(?m)^(spread|hot) +approved=(\d+) declined=(\d+) failed=(\d+) +(\d+) auth/s +p50=`)
+		phases := phase.FindAllStringSubmatch(text, -1)
+		if len(phases) != 4 {
+			t.Fatalf("want a spread and a hot phase in each of 2 rounds, got %d phases:\n%s", len(phases), text)
+		}
+		for _, m := range phases {
+			approved, _ := strconv.Atoi(m[2])
+			if approved == 0 || m[4] != "0" {
+				t.Errorf("%s phase approved %s and failed %s:\n%s", m[1], m[2], m[4], text)
+			}
+		}
+		if !strings.Contains(text, "median of 2 rounds: spread ") {
+			t.Errorf("no medians line:\n%s", text)
+		}
+		if strings.HasPrefix(url, "postgres") {
+			if !regexp.MustCompile(`pgbench TPC-B-like, 4 clients, 1s: \d+ tps; cardrail spread / pgbench = [0-9.]+x`).MatchString(text) {
+				t.Errorf("no pgbench figure:\n%s", text)
+			}
+		}
+	})
+}
