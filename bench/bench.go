@@ -90,11 +90,14 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 	start := time.Now()
 	var wg sync.WaitGroup
 	addr, prefix, wire := wireTarget(o.BaseURL)
-	requests := map[string][]byte{}
+	// A request is the same bytes around the card reference: split once
+	// around a placeholder, joined per request into the client's buffer.
+	var head, tail []byte
 	if wire {
-		for _, card := range o.Cards {
-			requests[card] = renderPost(addr, prefix+"/managed-cards/"+card+"/authorize/", o.Token, body)
-		}
+		const placeholder = "\x00card\x00"
+		whole := renderPost(addr, prefix+"/managed-cards/"+placeholder+"/authorize/", o.Token, body)
+		i := bytes.Index(whole, []byte(placeholder))
+		head, tail = whole[:i], whole[i+len(placeholder):]
 	}
 	// send makes one authorization request and returns its status and body.
 	type sender func(card string) (int, []byte, error)
@@ -102,7 +105,11 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 		if wire {
 			c := &wireConn{addr: addr}
 			context.AfterFunc(ctx, c.close)
-			return func(card string) (int, []byte, error) { return c.roundTrip(requests[card], 30*time.Second) }
+			var req []byte
+			return func(card string) (int, []byte, error) {
+				req = append(append(append(req[:0], head...), card...), tail...)
+				return c.roundTrip(req, 30*time.Second)
+			}
 		}
 		return func(card string) (int, []byte, error) {
 			req, _ := http.NewRequestWithContext(ctx, "POST", o.BaseURL+"/managed-cards/"+card+"/authorize/", bytes.NewReader(body))

@@ -14,7 +14,7 @@ import (
 )
 
 // wireConn is the load generator's side of one keep-alive HTTP/1.1
-// connection. It writes requests rendered once up front and reads answers
+// connection. It writes requests rendered ahead of time and reads answers
 // with a single buffered reader: no header maps, no per-request goroutines,
 // so the generator leaves more of the machine it shares with the server to
 // the server. It speaks only what a benchmark needs — plain HTTP/1.1 with
