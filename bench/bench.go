@@ -100,16 +100,20 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 		head, tail = whole[:i], whole[i+len(placeholder):]
 	}
 	// send makes one authorization request and returns its status and body.
+	// The second result releases what the sender holds.
 	type sender func(card string) (int, []byte, error)
-	newSender := func() sender {
+	newSender := func() (sender, func()) {
 		if wire {
 			c := &wireConn{addr: addr}
-			context.AfterFunc(ctx, c.close)
+			stop := context.AfterFunc(ctx, c.interrupt)
 			var req []byte
 			return func(card string) (int, []byte, error) {
-				req = append(append(append(req[:0], head...), card...), tail...)
-				return c.roundTrip(req, 30*time.Second)
-			}
+					req = append(append(append(req[:0], head...), card...), tail...)
+					return c.roundTrip(req, 30*time.Second)
+				}, func() {
+					stop()
+					c.close()
+				}
 		}
 		return func(card string) (int, []byte, error) {
 			req, _ := http.NewRequestWithContext(ctx, "POST", o.BaseURL+"/managed-cards/"+card+"/authorize/", bytes.NewReader(body))
@@ -122,13 +126,14 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 			b, err := io.ReadAll(res.Body)
 			res.Body.Close()
 			return res.StatusCode, b, err
-		}
+		}, func() {}
 	}
 	for i := range o.Clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			send := newSender()
+			send, release := newSender()
+			defer release()
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 			for ctx.Err() == nil {
 				card := o.Cards[rng.IntN(len(o.Cards))]

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type wireConn struct {
 	body []byte
 	// deadline is the connection's current read and write deadline.
 	deadline time.Time
+
+	// mu guards conn against interrupt, and stopped.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // wireTarget splits an http:// base URL into the address to dial and the
@@ -61,13 +66,27 @@ func (c *wireConn) roundTrip(req []byte, timeout time.Duration) (int, []byte, er
 		if err != nil {
 			return 0, nil, err
 		}
+		c.mu.Lock()
+		if c.stopped {
+			c.mu.Unlock()
+			conn.Close()
+			return 0, nil, errStopped
+		}
 		c.conn, c.r, c.deadline = conn, bufio.NewReaderSize(conn, 16<<10), time.Time{}
+		c.mu.Unlock()
 	}
 	// Moving the deadline is a syscall's worth of work; it is pushed out
-	// only once it is less than half the timeout away.
+	// only once it is less than half the timeout away, and never after
+	// interrupt has pulled it in.
 	if now := time.Now(); c.deadline.Sub(now) < timeout/2 {
+		c.mu.Lock()
+		if c.stopped {
+			c.mu.Unlock()
+			return 0, nil, errStopped
+		}
 		c.deadline = now.Add(timeout)
 		_ = c.conn.SetDeadline(c.deadline)
+		c.mu.Unlock()
 	}
 	if _, err := c.conn.Write(req); err != nil {
 		c.close()
@@ -84,10 +103,28 @@ func (c *wireConn) roundTrip(req []byte, timeout time.Duration) (int, []byte, er
 	return status, body, nil
 }
 
+// close closes the connection; only the goroutine making the requests
+// calls it.
 func (c *wireConn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn, c.r = nil, nil
+	}
+}
+
+var errStopped = errors.New("bench: client stopped")
+
+// interrupt ends the request in flight, if any, and every later one. Any
+// goroutine may call it: it only moves the deadline into the past, and the
+// goroutine making the requests closes the connection.
+func (c *wireConn) interrupt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.conn != nil {
+		_ = c.conn.SetDeadline(time.Unix(1, 0))
 	}
 }
 

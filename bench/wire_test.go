@@ -35,6 +35,11 @@ func TestWireConn(t *testing.T) {
 				w.Write([]byte(strings.Repeat(string(rune('a'+i)), 5000)))
 				w.(http.Flusher).Flush()
 			}
+		case "/v1/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
 		case "/v1/close":
 			w.Header().Set("Connection", "close")
 			w.WriteHeader(http.StatusConflict)
@@ -90,5 +95,23 @@ func TestWireConn(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want a second one after the close", n)
+	}
+
+	// interrupt, from another goroutine, ends a request in flight and
+	// refuses the next.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.interrupt()
+	}()
+	start := time.Now()
+	if _, _, err := c.roundTrip(renderPost(addr, prefix+"/slow", "tok", body), 5*time.Second); err == nil {
+		t.Fatal("an interrupted request succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("interrupt took %s to end the request", d)
+	}
+	c.close()
+	if _, _, err := c.roundTrip(renderPost(addr, prefix+"/fixed", "tok", body), 5*time.Second); err != errStopped {
+		t.Fatalf("after interrupt: %v, want errStopped", err)
 	}
 }
