@@ -132,6 +132,15 @@ func (q *queries) SpendUsed(ctx context.Context, card string, windows ...string)
 	return out, nil
 }
 
+// raiseSpend renders the SET clause that raises a card's window (the
+// period and amount columns of one kind) by delta, where window and delta
+// are SQL expressions: the current window grows, any other restarts at
+// delta.
+func raiseSpend(period, amount, window, delta string) string {
+	return amount + ` = CASE WHEN cards.` + period + ` = ` + window + ` THEN cards.` + amount + ` + ` + delta + ` ELSE ` + delta + ` END, ` +
+		period + ` = ` + window
+}
+
 // AddSpend implements cardrail.Tx. A raise in a window other than the
 // card's current one starts that window afresh; a release (negative delta)
 // only ever lowers the window its approval raised, and is nothing once that
@@ -141,8 +150,7 @@ func (q *queries) AddSpend(ctx context.Context, card, window string, delta int64
 	if err != nil {
 		return err
 	}
-	query := `UPDATE cards SET ` + amount + ` = CASE WHEN ` + period + ` = $2 THEN ` + amount + ` + $3 ELSE $3 END, ` + period + ` = $2
-		WHERE reference = $1`
+	query := `UPDATE cards SET ` + raiseSpend(period, amount, "$2", "$3") + ` WHERE reference = $1`
 	if delta < 0 {
 		query = `UPDATE cards SET ` + amount + ` = ` + amount + ` + $3 WHERE reference = $1 AND ` + period + ` = $2`
 	}

@@ -170,28 +170,30 @@ func (q *queries) AddSpendMany(ctx context.Context, day, month string, deltas ma
 		cards = append(cards, c)
 	}
 	slices.Sort(cards)
-	const set = `spend_day_amount = CASE WHEN cards.spend_day = $1 THEN cards.spend_day_amount + %[1]s ELSE %[1]s END, spend_day = $1,
-		spend_month_amount = CASE WHEN cards.spend_month = $2 THEN cards.spend_month_amount + %[1]s ELSE %[1]s END, spend_month = $2`
+	set := func(delta string) string {
+		return raiseSpend("spend_day", "spend_day_amount", "$1", delta) + ", " + raiseSpend("spend_month", "spend_month_amount", "$2", delta)
+	}
 	if q.d.Arrays {
 		amounts := make([]int64, len(cards))
 		for i, c := range cards {
 			amounts[i] = deltas[c]
 		}
-		return q.deferExec(ctx, `UPDATE cards SET `+fmt.Sprintf(set, "d.delta")+`
+		return q.deferExec(ctx, `UPDATE cards SET `+set("d.delta")+`
 			FROM unnest($3::text[], $4::bigint[]) AS d(card, delta) WHERE cards.reference = d.card`, day, month, cards, amounts)
 	}
 	for _, c := range cards {
-		if err := q.deferExec(ctx, `UPDATE cards SET `+fmt.Sprintf(set, "$3")+` WHERE reference = $4`, day, month, deltas[c], c); err != nil {
+		if err := q.deferExec(ctx, `UPDATE cards SET `+set("$3")+` WHERE reference = $4`, day, month, deltas[c], c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// PostBatch implements cardrail.Tx. Balances move first, by one conditional
-// statement per chunk of accounts whose RETURNING gives each account's final
-// balance; every line's balance_after is then derived backwards from it, so
-// the lines agree with the balances without the caller supplying either.
+// PostBatch implements cardrail.Tx. Balances move first (see
+// balanceUpdates). Each account's final balance follows from the balances
+// the caller read under lock, or else comes back from the update's
+// RETURNING; every line's balance_after is then derived backwards from it,
+// so the lines agree with the balances.
 func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known map[string]int64) error {
 	if len(entries) == 0 {
 		return nil

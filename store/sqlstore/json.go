@@ -6,11 +6,6 @@ import (
 	"github.com/cardrail/cardrail"
 )
 
-func jsonText(v any) (string, error) {
-	b, err := json.Marshal(v)
-	return string(b), err
-}
-
 // eventText renders an event's payload column.
 func eventText(e *cardrail.Event) (string, error) {
 	b, err := e.AppendJSON(make([]byte, 0, 256+len(e.Data.Object)))
