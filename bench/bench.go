@@ -85,10 +85,6 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 		"merchant": map[string]any{"name": "Bench Store", "mcc": "5411", "country": "US"}})
 	var approved, declined, failed atomic.Int64
 	lat := make([][]time.Duration, o.Clients)
-	ctx, cancel := context.WithTimeout(ctx, o.Duration)
-	defer cancel()
-	start := time.Now()
-	var wg sync.WaitGroup
 	addr, prefix, wire := wireTarget(o.BaseURL)
 	// A request is the same bytes around the card reference: split once
 	// around a placeholder, joined per request into the client's buffer.
@@ -99,6 +95,11 @@ func Run(ctx context.Context, name string, client *http.Client, o Options) Resul
 		i := bytes.Index(whole, []byte(placeholder))
 		head, tail = whole[:i], whole[i+len(placeholder):]
 	}
+	// The phase's clock starts once everything above is ready.
+	ctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
 	// send makes one authorization request and returns its status and body.
 	// The second result releases what the sender holds.
 	type sender func(card string) (int, []byte, error)
