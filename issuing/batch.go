@@ -21,7 +21,7 @@ type BatchConfig struct {
 	MaxBatch int
 	// Executors is how many batches may be in flight at once, each in its
 	// own transaction and with its own share of the cards (default 2; the
-	// app picks one per two cores). While an executor commits, its queue
+	// app picks one per core on PostgreSQL). While an executor commits, its queue
 	// fills.
 	Executors int
 	// Linger is how long an executor that found work waits for more before
