@@ -142,7 +142,11 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 			&created, &updated, &c.Balance.Available, &c.Balance.Held, &status, &limits, &spendDay, &spendDayAmount, &spendMonth, &spendMonthAmount); err != nil {
 			return nil, err
 		}
-		if err := unmarshalAll(controls, &c.SpendingControls, limits, &lc.Limits); err != nil {
+		var err error
+		if c.SpendingControls, err = spendingControls(controls); err != nil {
+			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
+		}
+		if lc.Limits, err = decodedLimits.decode(limits); err != nil {
 			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
 		}
 		if spendDay == day {
