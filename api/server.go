@@ -158,19 +158,22 @@ func (s *Server) observe(r *http.Request, ri *reqInfo, status int, d time.Durati
 		pattern = "unmatched"
 	}
 	s.metrics.observe(r.Method, pattern, status, d)
-	attrs := []any{"request_id", ri.id, "method", r.Method, "route", pattern, "status", status,
-		"duration_ms", float64(d.Microseconds()) / 1000}
+	// LogAttrs with typed attributes: the access log runs on every
+	// request, and boxing each value for Log's ...any showed in profiles.
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("request_id", ri.id), slog.String("method", r.Method), slog.String("route", pattern),
+		slog.Int("status", status), slog.Float64("duration_ms", float64(d.Microseconds())/1000))
 	if ri.caller != nil {
-		attrs = append(attrs, "sub", ri.caller.Subject, "livemode", ri.caller.Livemode)
+		attrs = append(attrs, slog.String("sub", ri.caller.Subject), slog.Bool("livemode", ri.caller.Livemode))
 	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
 		if ri.err != nil {
-			attrs = append(attrs, "error", ri.err.Error())
+			attrs = append(attrs, slog.String("error", ri.err.Error()))
 		}
 	}
-	s.log.Log(r.Context(), level, "request", attrs...)
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
 // statusWriter remembers the status written.
