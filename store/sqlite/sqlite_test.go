@@ -49,6 +49,7 @@ func TestPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"synchronous", "2"}, // FULL
 		{"foreign_keys", "1"},
+		{"temp_store", "2"}, // MEMORY
 	} {
 		var got string
 		if err := s.Conn().QueryRow(t.Context(), "PRAGMA "+tc.pragma).Scan(&got); err != nil {
