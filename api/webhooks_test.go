@@ -264,7 +264,7 @@ func TestWebhooksArePerMode(t *testing.T) {
 
 		env.WithToken(mint("alice", "verified")).Must(201, "POST", "/managed-cards/", map[string]any{"program": "ngn_live"})
 		env.Client("bob", "US").NewCard("usd_visa_virtual")
-		w := webhook.New(env.App.Store, webhook.Options{Client: liveSrv.Client(), AllowPrivate: true,
+		w := webhook.New(env.App.Store, webhook.Options{Client: liveSrv.Client(), AllowPrivate: true, Keys: env.App.Keys,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err := w.RunOnce(context.Background()); err != nil {
 			t.Fatal(err)

@@ -54,7 +54,9 @@ type App struct {
 	Log           *slog.Logger
 	// Webhooks delivers events to operators' endpoints.
 	Webhooks *webhook.Worker
-	limiter  *ratelimit.Fallback // nil without Redis
+	// Keys seal PANs and webhook endpoint secrets at rest.
+	Keys    *seal.Keyring
+	limiter *ratelimit.Fallback // nil without Redis
 }
 
 // OpenStore opens the database named by url and applies migrations.
@@ -103,6 +105,13 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		verifier.Close()
 		return nil, fmt.Errorf("seed sandbox catalogue: %w", err)
 	}
+	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log, Keys: keys})
+	if n, err := webhooks.SealStoredSecrets(ctx); err != nil {
+		verifier.Close()
+		return nil, fmt.Errorf("seal webhook secrets: %w", err)
+	} else if n > 0 {
+		log.Info("sealed webhook endpoint secrets stored before sealing", "count", n)
+	}
 	reg := provider.NewRegistry()
 	adapters := registerSandboxPartners(reg, cvvSecret)
 	router := provider.NewRouter(reg, provider.RouterConfig{})
@@ -137,11 +146,10 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 			return map[string]string{"rate_limit": limiter.Check(ctx)}
 		}
 	}
-	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log})
 	apiCfg.Webhooks = webhooks
 	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
-		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, limiter: limiter}, nil
+		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, limiter: limiter}, nil
 }
 
 // Handler is the HTTP handler.

@@ -73,10 +73,15 @@ func (w *Worker) CreateEndpoint(ctx context.Context, c cardrail.Caller, p Endpoi
 	now := w.now()
 	e := &Endpoint{Reference: cardrail.NewReference(cardrail.PrefixWebhook), Object: ObjectEndpoint, URL: p.URL,
 		Events: events, Livemode: c.Livemode, CreatedAt: now, Secret: secret}
+	stored := *e
+	if stored.Secret, err = w.sealSecret(e.Reference, secret); err != nil {
+		return nil, cardrail.WithOp("webhooks.CreateEndpoint", err)
+	}
 	err = w.store.WebhookTx(ctx, func(tx Tx) error {
-		if err := tx.InsertWebhookEndpoint(ctx, e); err != nil {
+		if err := tx.InsertWebhookEndpoint(ctx, &stored); err != nil {
 			return err
 		}
+		e.AfterSeq = stored.AfterSeq
 		shown := *e
 		shown.Secret = ""
 		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit),

@@ -241,7 +241,7 @@ func newWorker(env *apptest.Env, c *clock, schedule ...time.Duration) *webhook.W
 	if schedule == nil {
 		schedule = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}
 	}
-	return webhook.New(env.App.Store, webhook.Options{Now: c.Now, Schedule: schedule, Timeout: 2 * time.Second, Log: quiet})
+	return webhook.New(env.App.Store, webhook.Options{Now: c.Now, Schedule: schedule, Timeout: 2 * time.Second, Log: quiet, Keys: env.App.Keys})
 }
 
 func runOnce(t *testing.T, w *webhook.Worker) {
@@ -780,7 +780,7 @@ func TestProductionConnectionsToPrivateAddressesAreRefused(t *testing.T) {
 		// At registration the name resolves to a public address; by delivery
 		// time it points at loopback (DNS rebinding).
 		_, port, _ := strings.Cut(strings.TrimPrefix(tls.URL, "https://"), ":")
-		w := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Resolver: fakeResolver(netip.MustParseAddr("93.184.216.34")), Log: quiet})
+		w := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Resolver: fakeResolver(netip.MustParseAddr("93.184.216.34")), Log: quiet, Keys: env.App.Keys})
 		ep, err := w.CreateEndpoint(ctx, operator, webhook.EndpointParams{URL: "https://localhost:" + port + "/hooks", Events: []string{"*"}}, "req_test")
 		if err != nil {
 			t.Fatalf("register: %v", err)

@@ -121,14 +121,21 @@ type OutboxEvent struct {
 
 // Claim is a delivery leased to one sender, with what it takes to send it.
 type Claim struct {
-	Delivery     string
-	Livemode     bool
-	Endpoint     string
-	URL          string
+	Delivery string
+	Livemode bool
+	Endpoint string
+	URL      string
+	// Secret is the endpoint's secret as stored (sealed; see secret.go).
 	Secret       string
 	EventID      string
 	Payload      []byte
 	AttemptCount int
+}
+
+// StoredSecret is an endpoint's secret as the database holds it.
+type StoredSecret struct {
+	Endpoint string
+	Secret   string
 }
 
 // Outcome is a delivery's state after an attempt.
@@ -175,6 +182,12 @@ type Tx interface {
 	// delivery (by outbox order) to the same endpoint about the same object
 	// is pending.
 	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int) ([]Claim, error)
+	// UnsealedWebhookSecrets lists the endpoints whose secret is still
+	// stored as it was shown ("whsec_…"), with that secret.
+	UnsealedWebhookSecrets(ctx context.Context) ([]StoredSecret, error)
+	// ReplaceWebhookSecret stores next as endpoint's secret if the stored
+	// one is still prev, and reports whether it did.
+	ReplaceWebhookSecret(ctx context.Context, endpoint, prev, next string) (bool, error)
 	// RecordWebhookAttempt stores an attempt and, if the delivery is still
 	// leased under token, applies the outcome and releases the lease; it
 	// reports whether it did.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/seal"
 )
 
 // DefaultSchedule is the wait after each failed attempt: 5s, 30s, 2m, 10m,
@@ -59,6 +60,10 @@ type Options struct {
 	AllowPrivate bool
 	// Log receives delivery failures (default slog.Default()).
 	Log *slog.Logger
+	// Keys seal endpoint secrets at rest (the keyring that seals PANs).
+	// Without it endpoints cannot be created and sealed secrets cannot be
+	// opened.
+	Keys *seal.Keyring
 }
 
 // Worker dispatches the outbox into deliveries, sends them, and serves the
@@ -307,7 +312,11 @@ func (w *Worker) post(ctx context.Context, c *Claim, at time.Time) (int, error) 
 	ctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
 	defer cancel()
 	ts := at.Unix()
-	sig, err := Sign(c.Secret, c.EventID, ts, c.Payload)
+	secret, err := w.openSecret(c.Endpoint, c.Secret)
+	if err != nil {
+		return 0, err
+	}
+	sig, err := Sign(secret, c.EventID, ts, c.Payload)
 	if err != nil {
 		return 0, err
 	}

@@ -242,6 +242,28 @@ func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil ti
 	})
 }
 
+// UnsealedWebhookSecrets implements webhook.Tx.
+func (q *queries) UnsealedWebhookSecrets(ctx context.Context) ([]webhook.StoredSecret, error) {
+	rows, err := q.q.Query(ctx, `SELECT reference, secret FROM webhook_endpoints
+		WHERE substr(secret, 1, 6) = 'whsec_' ORDER BY reference`)
+	if err != nil {
+		return nil, fmt.Errorf("unsealed webhook secrets: %w", err)
+	}
+	return collect(rows, func(r Row) (*webhook.StoredSecret, error) {
+		var s webhook.StoredSecret
+		return &s, r.Scan(&s.Endpoint, &s.Secret)
+	})
+}
+
+// ReplaceWebhookSecret implements webhook.Tx.
+func (q *queries) ReplaceWebhookSecret(ctx context.Context, endpoint, prev, next string) (bool, error) {
+	n, err := q.q.Exec(ctx, `UPDATE webhook_endpoints SET secret = $3 WHERE reference = $1 AND secret = $2`, endpoint, prev, next)
+	if err != nil {
+		return false, fmt.Errorf("replace webhook secret: %w", err)
+	}
+	return n == 1, nil
+}
+
 // RecordWebhookAttempt implements webhook.Tx.
 func (q *queries) RecordWebhookAttempt(ctx context.Context, delivery, token string, a webhook.Attempt, o webhook.Outcome) (bool, error) {
 	if _, err := q.q.Exec(ctx, `INSERT INTO webhook_attempts (delivery, attempted_at, duration_ms, status_code, error)

@@ -1,0 +1,94 @@
+package webhook
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cardrail/cardrail"
+)
+
+// Endpoint secrets are stored sealed with the keyring that seals PANs:
+// someone holding a copy of the database can read the endpoints but cannot
+// sign deliveries that the operator's receivers would accept. The stored
+// form is "sealed:<key id>:<base64 of nonce, ciphertext and tag>", and the
+// endpoint's reference is bound in as associated data, so a sealed secret
+// copied onto another endpoint does not open.
+const sealedPrefix = "sealed:"
+
+func secretAAD(endpoint string) []byte { return []byte("webhook-endpoint:" + endpoint) }
+
+var errNoKeys = errors.New("webhook: no keyring for endpoint secrets")
+
+// sealSecret returns the stored form of endpoint's secret.
+func (w *Worker) sealSecret(endpoint, secret string) (string, error) {
+	if w.opts.Keys == nil {
+		return "", errNoKeys
+	}
+	id, sealed, err := w.opts.Keys.Seal([]byte(secret), secretAAD(endpoint))
+	if err != nil {
+		return "", err
+	}
+	return sealedPrefix + id + ":" + base64.RawStdEncoding.EncodeToString(sealed), nil
+}
+
+// openSecret returns endpoint's secret from its stored form. A secret
+// stored before sealing existed ("whsec_…") is returned as it is until
+// SealStoredSecrets seals it.
+func (w *Worker) openSecret(endpoint, stored string) (string, error) {
+	if strings.HasPrefix(stored, SecretPrefix) {
+		return stored, nil
+	}
+	rest, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return "", fmt.Errorf("endpoint secret: unrecognised stored form")
+	}
+	id, enc, ok := strings.Cut(rest, ":")
+	if !ok {
+		return "", fmt.Errorf("endpoint secret: unrecognised stored form")
+	}
+	if w.opts.Keys == nil {
+		return "", errNoKeys
+	}
+	sealed, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil {
+		return "", fmt.Errorf("endpoint secret: %w", err)
+	}
+	secret, err := w.opts.Keys.Open(id, sealed, secretAAD(endpoint))
+	if err != nil {
+		return "", fmt.Errorf("endpoint secret: %w", err)
+	}
+	return string(secret), nil
+}
+
+// SealStoredSecrets seals every endpoint secret still stored as it was
+// shown, as databases written before secrets were sealed hold them, and
+// returns how many it sealed. The app runs it at start; it is safe to run
+// from several processes at once.
+func (w *Worker) SealStoredSecrets(ctx context.Context) (int, error) {
+	sealed := 0
+	err := w.store.WebhookTx(ctx, func(tx Tx) error {
+		sealed = 0
+		plain, err := tx.UnsealedWebhookSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range plain {
+			next, err := w.sealSecret(p.Endpoint, p.Secret)
+			if err != nil {
+				return err
+			}
+			done, err := tx.ReplaceWebhookSecret(ctx, p.Endpoint, p.Secret, next)
+			if err != nil {
+				return err
+			}
+			if done {
+				sealed++
+			}
+		}
+		return nil
+	})
+	return sealed, cardrail.WithOp("webhooks.SealStoredSecrets", err)
+}
