@@ -3,6 +3,9 @@
 -- and drop the separate reference key: every line written was paying for
 -- two index entries where one serves every read. References stay unique:
 -- they are generated here, one per line.
+--
+-- Building the new key locks journal_lines against writes while it runs,
+-- which on a large journal is a maintenance window, not a rolling upgrade.
 
 -- +goose Up
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_pkey;
