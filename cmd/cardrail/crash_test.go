@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cardrail/cardrail/app"
+	"github.com/cardrail/cardrail/internal/apptest"
 	"github.com/cardrail/cardrail/internal/ledgercheck"
 	"github.com/cardrail/cardrail/internal/testdb"
 	"github.com/cardrail/cardrail/ledger"
@@ -173,7 +174,7 @@ func (c *crashRun) round(n int) {
 type serverProcess struct {
 	cmd    *exec.Cmd
 	base   string
-	logs   *lockedBuffer
+	logs   *apptest.SyncBuffer
 	exited chan struct{}
 }
 
@@ -186,7 +187,7 @@ func (c *crashRun) start() {
 	l.Close()
 	cmd := exec.Command(c.bin, "serve")
 	cmd.Env = append(slices.Clone(c.env), "CARDRAIL_ADDR="+addr)
-	logs := &lockedBuffer{}
+	logs := &apptest.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start cardrail serve: %v", err)
@@ -769,22 +770,4 @@ func (c *crashRun) checkSettleAndReverse(a *dbAuth) {
 			c.t.Errorf("%s: want %s with reversals of %d", describe, status, partial)
 		}
 	}
-}
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
