@@ -570,16 +570,22 @@ func (p *propertyRun) transition(action string, to cardrail.CardStatus) {
 	})
 }
 
-func (p *propertyRun) settle() {
-	a := p.drawAuth(pending)
-	amount := p.drawOptionalAmount(a.held)
-	var want cardrail.Code
+// drawNetworkEvent draws an authorization and a settle or reverse amount
+// for it, with the code the service must refuse them with ("" if none).
+func (p *propertyRun) drawNetworkEvent() (a *authModel, amount int64, want cardrail.Code) {
+	a = p.drawAuth(pending)
+	amount = p.drawOptionalAmount(a.held)
 	switch {
 	case a.status != cardrail.AuthPending:
 		want = cardrail.CodeInvalidAuthorizationState
 	case amount > a.held:
 		want = cardrail.CodeAmountExceedsHeld
 	}
+	return a, amount, want
+}
+
+func (p *propertyRun) settle() {
+	a, amount, want := p.drawNetworkEvent()
 	p.expect("settle", want, footprint{1, 1, 0}, func() error {
 		got, err := p.svc.Settle(p.ctx, p.caller, a.ref, issuing.NetworkEvent{Amount: amount})
 		if err == nil {
@@ -598,15 +604,7 @@ func (p *propertyRun) settle() {
 }
 
 func (p *propertyRun) reverse() {
-	a := p.drawAuth(pending)
-	amount := p.drawOptionalAmount(a.held)
-	var want cardrail.Code
-	switch {
-	case a.status != cardrail.AuthPending:
-		want = cardrail.CodeInvalidAuthorizationState
-	case amount > a.held:
-		want = cardrail.CodeAmountExceedsHeld
-	}
+	a, amount, want := p.drawNetworkEvent()
 	p.expect("reverse", want, footprint{1, 1, 0}, func() error {
 		got, err := p.svc.Reverse(p.ctx, p.caller, a.ref, issuing.NetworkEvent{Amount: amount})
 		if err == nil {
