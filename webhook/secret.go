@@ -41,22 +41,19 @@ func (w *Worker) openSecret(endpoint, stored string) (string, error) {
 	if strings.HasPrefix(stored, SecretPrefix) {
 		return stored, nil
 	}
-	rest, ok := strings.CutPrefix(stored, sealedPrefix)
-	if !ok {
-		return "", fmt.Errorf("endpoint secret: unrecognised stored form")
-	}
+	rest, sealed := strings.CutPrefix(stored, sealedPrefix)
 	id, enc, ok := strings.Cut(rest, ":")
-	if !ok {
-		return "", fmt.Errorf("endpoint secret: unrecognised stored form")
+	if !sealed || !ok {
+		return "", errors.New("endpoint secret: unrecognised stored form")
 	}
 	if w.opts.Keys == nil {
 		return "", errNoKeys
 	}
-	sealed, err := base64.RawStdEncoding.DecodeString(enc)
+	box, err := base64.RawStdEncoding.DecodeString(enc)
 	if err != nil {
 		return "", fmt.Errorf("endpoint secret: %w", err)
 	}
-	secret, err := w.opts.Keys.Open(id, sealed, secretAAD(endpoint))
+	secret, err := w.opts.Keys.Open(id, box, secretAAD(endpoint))
 	if err != nil {
 		return "", fmt.Errorf("endpoint secret: %w", err)
 	}
