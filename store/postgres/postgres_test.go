@@ -29,3 +29,33 @@ func open(t *testing.T) *sqlstore.Store {
 func TestContract(t *testing.T) {
 	storetest.Run(t, open)
 }
+
+// Write transactions are planned as key lookups, and only they are: the
+// settings end with the transaction.
+func TestWriteTransactionsPlanKeyLookups(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	setting := func(q interface {
+		QueryRow(context.Context, string, ...any) sqlstore.Row
+	}) string {
+		t.Helper()
+		var v string
+		if err := q.QueryRow(ctx, "SELECT current_setting('enable_hashjoin') || current_setting('enable_mergejoin') || current_setting('enable_seqscan')").Scan(&v); err != nil {
+			t.Fatalf("read settings: %v", err)
+		}
+		return v
+	}
+	tx, err := s.Conn().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(tx); got != "offoffoff" {
+		t.Errorf("inside a write transaction: hash join, merge join, seq scan = %q, want all off", got)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(s.Conn()); got != "ononon" {
+		t.Errorf("outside a transaction: %q, want the server's defaults (all on)", got)
+	}
+}
