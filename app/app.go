@@ -117,16 +117,19 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	router := provider.NewRouter(reg, provider.RouterConfig{})
 	executors := cfg.AuthExecutors
 	if executors == 0 {
-		// One batch in flight per core. With one, the database works on
-		// one batch at a time (one backend, one round trip after another)
-		// and on this project's 2-core reference machine a third of the
-		// CPU sat idle; two executors gave 9,780 authorizations/s against
-		// 7,820 (four alternated runs each) with a shorter tail, and three
+		// One batch in flight per core. On this project's 2-core
+		// reference machine, two executors beat one by a fifth in a slow
+		// hour (with one, a third of the CPU sat idle between round
+		// trips) and by a tenth at a million cards (a batch waits on
+		// pages outside PostgreSQL's buffers); one beat two by 7-8% at
+		// 200 cards in a fast hour, its batches being twice as large,
+		// and they were even at 10,000 (README, Performance). Three
 		// split the batches further and gave less. SQLite has a single
-		// writer, so a second batch would only wait for it. The cap of 8
-		// is not measured (only 2 cores were): it keeps executors from
-		// holding most of the pool's 16 connections and from splitting
-		// moderate traffic into batches of one on a large machine.
+		// writer, so a second batch would only wait for it. The cap of
+		// 8 is not measured (only 2 cores were): it keeps executors
+		// from holding most of the pool's 16 connections and from
+		// splitting moderate traffic into batches of one on a large
+		// machine.
 		executors = min(runtime.NumCPU(), 8)
 		if store.Dialect() == "sqlite" {
 			executors = 1
