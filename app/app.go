@@ -123,7 +123,8 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		// trips) and by a tenth at a million cards (a batch waits on
 		// pages outside PostgreSQL's buffers); one beat two by 7-8% at
 		// 200 cards in a fast hour, its batches being twice as large,
-		// and they were even at 10,000 (README, Performance). Three
+		// and lost by as much ten minutes later; they were even at
+		// 10,000 cards (README, Performance). Three
 		// split the batches further and gave less. SQLite has a single
 		// writer, so a second batch would only wait for it. The cap of
 		// 8 is not measured (only 2 cores were): it keeps executors
