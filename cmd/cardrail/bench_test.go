@@ -32,6 +32,12 @@ func TestBenchCommand(t *testing.T) {
 				t.Errorf("%s phase approved %s and failed %s:\n%s", m[1], m[2], m[4], text)
 			}
 		}
+		// Each round heats its own card, so that no card's daily limit
+		// ends a later round's hot phase in declines.
+		hot := regexp.MustCompile(`of spread; card (card_\w+)\)`).FindAllStringSubmatch(text, -1)
+		if len(hot) != 2 || hot[0][1] == hot[1][1] {
+			t.Errorf("want a different hot card in each of 2 rounds, got %v:\n%s", hot, text)
+		}
 		if !strings.Contains(text, "median of 2 rounds: spread ") {
 			t.Errorf("no medians line:\n%s", text)
 		}
