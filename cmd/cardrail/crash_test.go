@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cardrail/cardrail/app"
 	"github.com/cardrail/cardrail/internal/apptest"
 	"github.com/cardrail/cardrail/internal/ledgercheck"
@@ -166,8 +168,45 @@ func (c *crashRun) round(n int) {
 		c.setup()
 	}
 	sent := c.load(n)
+	c.awaitDeadSessions()
 	c.start()
 	c.verify(n, sent)
+}
+
+// awaitDeadSessions waits until PostgreSQL has finished with the killed
+// server's connections. A transaction whose writes and COMMIT were already
+// on the wire when the server died still commits afterwards, effect and
+// idempotency mark together; judging the keys before that would see an
+// effect that is still landing as one that never happened. (A retry in
+// that window rightly answers "in progress".) SQLite has no sessions that
+// outlive the process.
+func (c *crashRun) awaitDeadSessions() {
+	if !strings.HasPrefix(c.url, "postgres") {
+		return
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url)
+	if err != nil {
+		c.t.Fatalf("connect to the database: %v", err)
+	}
+	defer conn.Close(ctx)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Nothing else is connected now: the next server has not started.
+		var others int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`).Scan(&others)
+		if err != nil {
+			c.t.Fatalf("count the killed server's sessions: %v", err)
+		}
+		if others == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d sessions of the killed server still open after 20 s", others)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // serverProcess is a running `cardrail serve`.
