@@ -652,3 +652,139 @@ func TestTwoServersOneDatabase(t *testing.T) {
 		envs[0].CheckLedger()
 	})
 }
+
+// The engine decides a card it has just committed from the position it left
+// it in, without a locking read. Every other writer — the owner moving
+// money, spending controls, a freeze, the program's switch, another server —
+// changes what the next authorization must see, and the database must
+// refuse the remembered position's writes so the batch is decided again
+// under locks.
+func TestRememberedPositionsYieldToOtherWriters(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		other := apptest.New(t, url) // a second server on the same database
+		alice, aliceElsewhere := env.Client("alice", "US"), other.Client("alice", "US")
+		card := alice.FundedCard(1_000)
+		stats := env.App.Service.BatchStats
+		approvedToday, lastApproved := int64(0), ""
+		auth := func(t *testing.T, amount int64, wantReason string) {
+			t.Helper()
+			r := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(amount))
+			got := ""
+			if r.Str("status") == "declined" {
+				got = r.Str("decline_reason")
+			} else {
+				approvedToday, lastApproved = approvedToday+amount, r.Str("reference")
+			}
+			if got != wantReason {
+				t.Fatalf("authorization of %d: decline %q, want %q: %s", amount, got, wantReason, r.Body)
+			}
+		}
+		// refreshed runs change, then an authorization that the remembered
+		// position would decide wrongly, and checks the engine went back
+		// to the database for it.
+		refreshed := func(t *testing.T, change func(), amount int64, wantReason string) {
+			t.Helper()
+			before := stats()
+			change()
+			auth(t, amount, wantReason)
+			after := stats()
+			if after.Remembered-before.Remembered != 1 || after.Refreshed-before.Refreshed != 1 {
+				t.Fatalf("remembered %d, refreshed %d; want the remembered batch refused and decided again",
+					after.Remembered-before.Remembered, after.Refreshed-before.Refreshed)
+			}
+		}
+
+		auth(t, 100, "") // locked read; the position is remembered
+		before := stats()
+		auth(t, 100, "")
+		if d := stats().Remembered - before.Remembered; d != 1 {
+			t.Fatalf("a second approval on the same card: %d batches from remembered positions, want 1", d)
+		}
+		t.Run("money moved out of the card", func(t *testing.T) {
+			refreshed(t, func() {
+				alice.Must(200, "POST", "/managed-cards/"+card+"/withdraw/", map[string]any{"amount": 750})
+			}, 100, "insufficient_funds") // remembered: 800 available; stored: 50
+			alice.Must(200, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": 5_000, "currency": "USD"})
+			alice.Must(200, "POST", "/managed-cards/"+card+"/fund/", map[string]any{"amount": 5_000})
+			auth(t, 100, "")
+		})
+		t.Run("spending controls", func(t *testing.T) {
+			refreshed(t, func() {
+				alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{"blocked_mccs": []string{"5411"}}})
+			}, 100, "merchant_category_blocked")
+			alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{}})
+			auth(t, 100, "")
+		})
+		t.Run("a freeze", func(t *testing.T) {
+			refreshed(t, func() { alice.Must(200, "POST", "/managed-cards/"+card+"/freeze/", nil) }, 100, "card_not_active")
+			alice.Must(200, "POST", "/managed-cards/"+card+"/unfreeze/", nil)
+			auth(t, 100, "")
+		})
+		t.Run("the program's switch", func(t *testing.T) {
+			ctx := context.Background()
+			setStatus := func(s string) {
+				if err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {
+					p, err := tx.ProgramForUpdate(ctx, false, "usd_visa_virtual")
+					if err != nil {
+						return err
+					}
+					p.Status = s
+					return tx.SaveProgram(ctx, p)
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			refreshed(t, func() { setStatus(cardrail.ProgramDisabled) }, 100, "program_disabled")
+			setStatus(cardrail.ProgramEnabled)
+			auth(t, 100, "")
+		})
+		t.Run("a settlement", func(t *testing.T) {
+			// Settling moves the held balance only: no card row changes,
+			// and the approval below stays within the available balance,
+			// so only the balance proof can tell the position is stale.
+			refreshed(t, func() {
+				alice.Must(200, "POST", "/authorizations/"+lastApproved+"/settle/", nil)
+			}, 100, "")
+		})
+		t.Run("another server's authorization", func(t *testing.T) {
+			// The other server holds all but 50 of what is left.
+			available, _, _ := balances(t, alice, card)
+			aliceElsewhere.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(available-50))
+			approvedToday += available - 50
+			refreshed(t, func() {}, 100, "insufficient_funds")
+		})
+		t.Run("the spend the remembered batches wrote is exact", func(t *testing.T) {
+			alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{"daily": approvedToday + 10}})
+			auth(t, 10, "")
+			auth(t, 1, "exceeds_daily_limit")
+		})
+		t.Run("every line carries its account's running balance", func(t *testing.T) {
+			// One request at a time here, so reference order is commit order.
+			for _, account := range []string{card + ".available", card + ".held"} {
+				rows, err := env.App.Store.Conn().Query(context.Background(),
+					`SELECT amount, balance_after FROM journal_lines WHERE account = $1 ORDER BY reference`, account)
+				if err != nil {
+					t.Fatal(err)
+				}
+				running, n := int64(0), 0
+				for rows.Next() {
+					var amount, after int64
+					if err := rows.Scan(&amount, &after); err != nil {
+						t.Fatal(err)
+					}
+					running += amount
+					n++
+					if after != running {
+						t.Errorf("%s line %d: balance_after %d, running balance %d", account, n, after, running)
+					}
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil || n < 5 {
+					t.Fatalf("%s: %d lines, %v", account, n, err)
+				}
+			}
+		})
+		env.CheckLedger()
+	})
+}
