@@ -147,17 +147,14 @@ type Tx interface {
 	// windows.
 	LockCardsForAuthorization(ctx context.Context, refs []string, day, month string) ([]LockedCard, error)
 	// AddSpendMany raises each card's day and month spend windows by its
-	// positive delta. With stamps, each card is raised only if its stored
-	// decision inputs still match its stamp, and the transaction fails if
-	// any does not: the batch was decided from a remembered position
-	// instead of a locking read, and the write proves the position current.
-	AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64, stamps map[string]PositionStamp) error
+	// positive delta.
+	AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64) error
 	// PostBatch applies many balanced entries with one balance update per
 	// statement; like Post, a floored account that would go negative fails
-	// the whole batch and applies nothing. known may give the balances the
-	// caller expects the accounts to hold; when it covers every account, no
-	// balance has to be read back and the writes travel in one round trip,
-	// and the transaction fails if any account holds another balance.
+	// the whole batch and applies nothing. known may give the balances of
+	// accounts the caller read under lock in this transaction; when it
+	// covers every account, no balance has to be read back and the writes
+	// travel in one round trip.
 	PostBatch(ctx context.Context, entries []ledger.Entry, known map[string]int64) error
 	InsertAuthorizations(ctx context.Context, as []*Authorization) error
 	InsertEvents(ctx context.Context, es []*Event) error
@@ -248,34 +245,4 @@ type LockedCard struct {
 	Limits         Limits
 	DailyUsed      int64
 	MonthlyUsed    int64
-	Stamp          PositionStamp
-}
-
-// PositionStamp is a card's stored decision inputs, as stored: what a later
-// write compares to prove that a remembered position is still the card's.
-// Balances are proved by PostBatch's known balances.
-type PositionStamp struct {
-	Status           CardStatus
-	Controls         string // spending controls as stored
-	SpendDay         string
-	SpendDayAmount   int64
-	SpendMonth       string
-	SpendMonthAmount int64
-	Program          string // the program's status and limits as stored, space-separated
-}
-
-// Raise returns the stamp after a spend of delta in the given windows,
-// as AddSpendMany stores it.
-func (s PositionStamp) Raise(day, month string, delta int64) PositionStamp {
-	if s.SpendDay == day {
-		s.SpendDayAmount += delta
-	} else {
-		s.SpendDay, s.SpendDayAmount = day, delta
-	}
-	if s.SpendMonth == month {
-		s.SpendMonthAmount += delta
-	} else {
-		s.SpendMonth, s.SpendMonthAmount = month, delta
-	}
-	return s
 }

@@ -58,31 +58,13 @@ type engine struct {
 	// waits for another's commit to release a card lock. (Another process
 	// on the same database may still contend; the database's locks settle
 	// that.)
-	execs []*executor
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	queues []chan *authJob
+	stop   chan struct{}
+	wg     sync.WaitGroup
 
 	batches, decided, fallbacks atomic.Int64
-	remembered, refreshed       atomic.Int64
 	busy                        atomic.Int64 // nanoseconds spent in batch transactions
 }
-
-// executor is one batch in flight at a time, with its queue and what it
-// remembers of its own cards.
-type executor struct {
-	queue chan *authJob
-	// known holds, for cards this executor decided and committed, the
-	// position it left them in. A batch whose cards are all known is
-	// decided without the locking read, and its writes carry the stamps
-	// and balances it decided from: if another transaction changed any of
-	// them, the database refuses the writes and the batch is decided again
-	// under locks. Only this executor's goroutine touches known.
-	known map[string]*cardrail.LockedCard
-}
-
-// maxKnown bounds an executor's remembered cards; past it the executor
-// forgets them all and relearns the ones still in use.
-const maxKnown = 1 << 18
 
 // BatchStats are the authorization engine's running totals.
 type BatchStats struct {
@@ -90,17 +72,12 @@ type BatchStats struct {
 	Decided   int64         // authorizations they decided
 	Fallbacks int64         // batches retried one authorization at a time
 	Busy      time.Duration // time spent inside batch transactions, summed over executors
-	// Remembered counts batches decided from remembered positions, without
-	// a locking read; Refreshed those of them that were decided again
-	// under locks (a position had changed, or a card had only declines).
-	Remembered, Refreshed int64
 }
 
 // BatchStats reports the engine's totals since start.
 func (s *Service) BatchStats() BatchStats {
 	e := s.engine
-	return BatchStats{Batches: e.batches.Load(), Decided: e.decided.Load(), Fallbacks: e.fallbacks.Load(),
-		Remembered: e.remembered.Load(), Refreshed: e.refreshed.Load(), Busy: time.Duration(e.busy.Load())}
+	return BatchStats{Batches: e.batches.Load(), Decided: e.decided.Load(), Fallbacks: e.fallbacks.Load(), Busy: time.Duration(e.busy.Load())}
 }
 
 func newEngine(s *Service, cfg BatchConfig) *engine {
@@ -112,10 +89,10 @@ func newEngine(s *Service, cfg BatchConfig) *engine {
 	}
 	e := &engine{s: s, cfg: cfg, stop: make(chan struct{})}
 	for range cfg.Executors {
-		x := &executor{queue: make(chan *authJob, 4*cfg.MaxBatch), known: map[string]*cardrail.LockedCard{}}
-		e.execs = append(e.execs, x)
+		q := make(chan *authJob, 4*cfg.MaxBatch)
+		e.queues = append(e.queues, q)
 		e.wg.Add(1)
-		go e.run(x)
+		go e.run(q)
 	}
 	return e
 }
@@ -128,7 +105,7 @@ func (e *engine) close() {
 
 func (e *engine) submit(j *authJob) (*cardrail.Authorization, error) {
 	select {
-	case e.execs[partition(j.card, len(e.execs))].queue <- j:
+	case e.queues[partition(j.card, len(e.queues))] <- j:
 	case <-j.ctx.Done():
 		return nil, j.ctx.Err()
 	case <-e.stop:
@@ -151,9 +128,8 @@ func partition(card string, n int) int {
 	return int(h % uint32(n))
 }
 
-func (e *engine) run(x *executor) {
+func (e *engine) run(queue chan *authJob) {
 	defer e.wg.Done()
-	queue := x.queue
 	for {
 		var first *authJob
 		select {
@@ -163,7 +139,7 @@ func (e *engine) run(x *executor) {
 			for {
 				select {
 				case j := <-queue:
-					e.process(x, []*authJob{j})
+					e.process([]*authJob{j})
 				default:
 					return
 				}
@@ -191,7 +167,7 @@ func (e *engine) run(x *executor) {
 				}
 			}
 		}
-		e.process(x, batch)
+		e.process(batch)
 	}
 }
 
@@ -199,7 +175,7 @@ func (e *engine) run(x *executor) {
 // a whole, each job is decided alone, so one failing authorization never
 // takes the others with it. A panic (a bug) fails the batch's requests with
 // an internal error instead of taking the process down.
-func (e *engine) process(x *executor, batch []*authJob) {
+func (e *engine) process(batch []*authJob) {
 	answered := false
 	defer func() {
 		if v := recover(); v != nil {
@@ -214,11 +190,11 @@ func (e *engine) process(x *executor, batch []*authJob) {
 			}
 		}
 	}()
-	e.decide(x, batch)
+	e.decide(batch)
 	answered = true
 }
 
-func (e *engine) decide(x *executor, batch []*authJob) {
+func (e *engine) decide(batch []*authJob) {
 	live := batch[:0:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
@@ -231,39 +207,16 @@ func (e *engine) decide(x *executor, batch []*authJob) {
 		return
 	}
 	var results []authResult
-	var after []cardrail.LockedCard
 	start := time.Now()
 	// Callers may leave, but a batch's transaction must not hang on a stuck
 	// database forever: it is bounded on its own.
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	attempt := func(known []cardrail.LockedCard) error {
-		return e.s.store.Tx(ctx, func(tx cardrail.Tx) error {
-			var err error
-			results, after, err = e.s.decideBatch(ctx, tx, live, known)
-			return err
-		})
-	}
-	var err error
-	if known := x.recall(live); known != nil {
-		e.remembered.Add(1)
-		if err = attempt(known); err != nil {
-			// A position changed under the remembered one (the database
-			// refused the writes), a card had only declines, or the
-			// transaction failed: nothing was applied, so decide again
-			// from a locking read.
-			e.refreshed.Add(1)
-			x.forget(live)
-			err = attempt(nil)
-		}
-	} else {
-		err = attempt(nil)
-	}
-	if err == nil {
-		x.learn(after)
-	} else {
-		x.forget(live)
-	}
+	err := e.s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		var err error
+		results, err = e.s.decideBatch(ctx, tx, live)
+		return err
+	})
 	e.busy.Add(int64(time.Since(start)))
 	e.batches.Add(1)
 	if err != nil {
@@ -271,7 +224,7 @@ func (e *engine) decide(x *executor, batch []*authJob) {
 			e.fallbacks.Add(1)
 			e.s.log.Warn("authorization batch failed; deciding one by one", "size", len(live), "error", err.Error())
 			for _, j := range live {
-				e.process(x, []*authJob{j})
+				e.process([]*authJob{j})
 			}
 			return
 		}
@@ -283,84 +236,23 @@ func (e *engine) decide(x *executor, batch []*authJob) {
 	}
 }
 
-// recall returns the remembered positions of the jobs' cards, in reference
-// order, if it knows them all.
-func (x *executor) recall(jobs []*authJob) []cardrail.LockedCard {
+// decideBatch runs under the locks of every card in the batch: it reads
+// their positions with a handful of set-based statements, lets the pure
+// decision decide each attempt in arrival order (an approval lowers what the
+// next attempt on the same card sees), and writes every effect with
+// multi-row statements.
+func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJob) ([]authResult, error) {
+	now := s.now()
+	day, month := cardrail.DayWindow(now), cardrail.MonthWindow(now)
 	refs := make([]string, 0, len(jobs))
 	for _, j := range jobs {
 		refs = append(refs, j.card)
 	}
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
-	out := make([]cardrail.LockedCard, 0, len(refs))
-	for _, r := range refs {
-		l, ok := x.known[r]
-		if !ok {
-			return nil
-		}
-		out = append(out, *l)
-	}
-	return out
-}
-
-// learn remembers the positions a committed batch left its cards in.
-func (x *executor) learn(after []cardrail.LockedCard) {
-	if len(x.known)+len(after) > maxKnown {
-		clear(x.known)
-	}
-	for i := range after {
-		l := after[i]
-		x.known[l.Card.Reference] = &l
-	}
-}
-
-// forget drops the jobs' cards: their stored positions are not known.
-func (x *executor) forget(jobs []*authJob) {
-	for _, j := range jobs {
-		delete(x.known, j.card)
-	}
-}
-
-// errNeedsLock turns a batch decided from remembered positions back to a
-// locking read: a card in it had only declines, which write nothing that
-// could prove the position they were decided from.
-var errNeedsLock = errors.New("batch has a card with no approval to prove its position")
-
-// decideBatch reads the positions of every card in the batch under their
-// locks, or takes the known ones (in reference order) that this executor's
-// last commit left them in, lets the pure decision decide each attempt in
-// arrival order (an approval lowers what the next attempt on the same card
-// sees), and writes every effect with multi-row statements. The balance and
-// spend writes carry the position decided from, so the database refuses a
-// known position that another transaction has since changed. It returns
-// the answers and the positions the batch leaves once it commits.
-func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJob, known []cardrail.LockedCard) ([]authResult, []cardrail.LockedCard, error) {
-	now := s.now()
-	day, month := cardrail.DayWindow(now), cardrail.MonthWindow(now)
-	locked := known
-	if known == nil {
-		refs := make([]string, 0, len(jobs))
-		for _, j := range jobs {
-			refs = append(refs, j.card)
-		}
-		slices.Sort(refs)
-		refs = slices.Compact(refs)
-		var err error
-		if locked, err = tx.LockCardsForAuthorization(ctx, refs, day, month); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		// The windows may have turned since the position was remembered.
-		for i := range locked {
-			st := &locked[i].Stamp
-			locked[i].DailyUsed, locked[i].MonthlyUsed = 0, 0
-			if st.SpendDay == day {
-				locked[i].DailyUsed = st.SpendDayAmount
-			}
-			if st.SpendMonth == month {
-				locked[i].MonthlyUsed = st.SpendMonthAmount
-			}
-		}
+	locked, err := tx.LockCardsForAuthorization(ctx, refs, day, month)
+	if err != nil {
+		return nil, err
 	}
 	cards := make(map[string]*cardrail.Card, len(locked))
 	positions := make(map[string]*cardrail.CardPosition, len(locked))
@@ -409,7 +301,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		}
 		ev, err := cardrail.NewEvent(cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth, now)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		auths, events = append(auths, auth), append(events, &ev)
 		if m, ok := cardrail.IdempotencyMarkFrom(j.ctx); ok {
@@ -417,53 +309,26 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		}
 		results[i].auth = auth
 	}
-	var stamps map[string]cardrail.PositionStamp
-	if known != nil {
-		// Only an approval writes to its card, and only the write proves
-		// the remembered position was still the card's.
-		stamps = make(map[string]cardrail.PositionStamp, len(locked))
-		for _, l := range locked {
-			if deltas[l.Card.Reference] == 0 {
-				return nil, nil, errNeedsLock
-			}
-			stamps[l.Card.Reference] = l.Stamp
-		}
-	}
-	// The balances are the ones decided from: PostBatch's writes fail the
-	// transaction if an account holds another.
 	if err := tx.PostBatch(ctx, entries, balances); err != nil {
 		if _, short := ledger.IsInsufficientFunds(err); short {
 			// The decisions read balances under the cards' locks, so the
 			// ledger refusing them means storage and decision disagree:
 			// fail the batch, and the one-by-one retry sorts it out.
-			return nil, nil, errors.Join(errors.New("batch hold refused by the ledger"), err)
+			return nil, errors.Join(errors.New("batch hold refused by the ledger"), err)
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	if err := tx.AddSpendMany(ctx, day, month, deltas, stamps); err != nil {
-		return nil, nil, err
+	if err := tx.AddSpendMany(ctx, day, month, deltas); err != nil {
+		return nil, err
 	}
 	if err := tx.InsertAuthorizations(ctx, auths); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := tx.InsertEvents(ctx, events); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := tx.MarkIdempotent(ctx, marks); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// What the cards will hold once this commits, for the next batch.
-	after := make([]cardrail.LockedCard, len(locked))
-	for i, l := range locked {
-		c := *l.Card
-		held := deltas[c.Reference]
-		c.Balance.Available -= held
-		c.Balance.Held += held
-		l.Card = &c
-		if held > 0 {
-			l.Stamp = l.Stamp.Raise(day, month, held)
-		}
-		after[i] = l
-	}
-	return results, after, nil
+	return results, nil
 }

@@ -141,10 +141,9 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 		run()
 		after := a.Service.BatchStats()
 		if n := after.Batches - before.Batches; n > 0 {
-			fmt.Fprintf(stdout, "        engine: %d transactions, %.1f authorizations each, %.2fms each, %d fell back to one by one; %d from remembered positions, %d of them decided again under locks\n",
+			fmt.Fprintf(stdout, "        engine: %d transactions, %.1f authorizations each, %.2fms each, %d fell back to one by one\n",
 				n, float64(after.Decided-before.Decided)/float64(n),
-				float64((after.Busy-before.Busy).Microseconds())/1000/float64(n), after.Fallbacks-before.Fallbacks,
-				after.Remembered-before.Remembered, after.Refreshed-before.Refreshed)
+				float64((after.Busy-before.Busy).Microseconds())/1000/float64(n), after.Fallbacks-before.Fallbacks)
 		}
 	}
 	// Each round runs every phase; on a shared machine whose speed drifts

@@ -149,8 +149,6 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 		if lc.Limits, err = decodedLimits.decode(limits); err != nil {
 			return nil, fmt.Errorf("card %s: %w", c.Reference, err)
 		}
-		lc.Stamp = cardrail.PositionStamp{Status: c.Status, Controls: controls, SpendDay: spendDay, SpendDayAmount: spendDayAmount,
-			SpendMonth: spendMonth, SpendMonthAmount: spendMonthAmount, Program: status + " " + limits}
 		if spendDay == day {
 			lc.DailyUsed = spendDayAmount
 		}
@@ -166,79 +164,33 @@ func (q *queries) LockCardsForAuthorization(ctx context.Context, refs []string, 
 }
 
 // AddSpendMany implements cardrail.Tx: each card's day and month windows
-// rise by its delta, restarting a window that is not the current one. With
-// stamps, the day amount is only raised where the card's stored inputs
-// match its stamp; elsewhere it becomes NULL, which its NOT NULL constraint
-// refuses, failing the statement and with it the transaction.
-func (q *queries) AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64, stamps map[string]cardrail.PositionStamp) error {
+// rise by its delta, restarting a window that is not the current one.
+func (q *queries) AddSpendMany(ctx context.Context, day, month string, deltas map[string]int64) error {
 	cards := make([]string, 0, len(deltas))
 	for c, d := range deltas {
 		if d < 0 {
 			return fmt.Errorf("add spend %s: negative delta %d", c, d)
 		}
-		if _, ok := stamps[c]; stamps != nil && !ok {
-			return fmt.Errorf("add spend %s: no stamp", c)
-		}
 		cards = append(cards, c)
 	}
 	slices.Sort(cards)
-	// set renders the SET list; guard, when not empty, is the condition
-	// under which the day amount may rise.
-	set := func(delta, guard string) string {
-		dayAmount := raiseSpend("spend_day", "spend_day_amount", "$1", delta)
-		if guard != "" {
-			raise, rest, _ := strings.Cut(strings.TrimPrefix(dayAmount, "spend_day_amount = "), ", ")
-			dayAmount = "spend_day_amount = CASE WHEN " + guard + " THEN " + raise + " END, " + rest
-		}
-		return dayAmount + ", " + raiseSpend("spend_month", "spend_month_amount", "$2", delta)
+	set := func(delta string) string {
+		return raiseSpend("spend_day", "spend_day_amount", "$1", delta) + ", " + raiseSpend("spend_month", "spend_month_amount", "$2", delta)
 	}
 	if q.d.Arrays {
 		amounts := make([]int64, len(cards))
 		for i, c := range cards {
 			amounts[i] = deltas[c]
 		}
-		if stamps == nil {
-			return q.deferExec(ctx, `UPDATE cards SET `+set("d.delta", "")+`
+		return q.deferExec(ctx, `UPDATE cards SET `+set("d.delta")+`
 			FROM unnest($3::text[], $4::bigint[]) AS d(card, delta) WHERE cards.reference = d.card`, day, month, cards, amounts)
-		}
-		n := len(cards)
-		statuses, controls, sdays, smonths, programs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		sdayAmounts, smonthAmounts := make([]int64, n), make([]int64, n)
-		for i, c := range cards {
-			st := stamps[c]
-			statuses[i], controls[i], sdays[i], sdayAmounts[i] = string(st.Status), st.Controls, st.SpendDay, st.SpendDayAmount
-			smonths[i], smonthAmounts[i], programs[i] = st.SpendMonth, st.SpendMonthAmount, st.Program
-		}
-		guard := stampGuard("d.status", "d.controls", "d.sday", "d.sday_amount", "d.smonth", "d.smonth_amount", "d.program")
-		return q.deferExec(ctx, `UPDATE cards SET `+set("d.delta", guard)+`
-			FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::text[])
-			AS d(card, delta, status, controls, sday, sday_amount, smonth, smonth_amount, program) WHERE cards.reference = d.card`,
-			day, month, cards, amounts, statuses, controls, sdays, sdayAmounts, smonths, smonthAmounts, programs)
 	}
 	for _, c := range cards {
-		if stamps == nil {
-			if err := q.deferExec(ctx, `UPDATE cards SET `+set("$3", "")+` WHERE reference = $4`, day, month, deltas[c], c); err != nil {
-				return err
-			}
-			continue
-		}
-		st := stamps[c]
-		guard := stampGuard("$5", "$6", "$7", "CAST($8 AS BIGINT)", "$9", "CAST($10 AS BIGINT)", "$11")
-		if err := q.deferExec(ctx, `UPDATE cards SET `+set("$3", guard)+` WHERE reference = $4`, day, month, deltas[c], c,
-			string(st.Status), st.Controls, st.SpendDay, st.SpendDayAmount, st.SpendMonth, st.SpendMonthAmount, st.Program); err != nil {
+		if err := q.deferExec(ctx, `UPDATE cards SET `+set("$3")+` WHERE reference = $4`, day, month, deltas[c], c); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// stampGuard is true when the card row's decision inputs equal the given
-// stamp values. A missing program reads as NULL, and NULL is not true.
-func stampGuard(status, controls, sday, sdayAmount, smonth, smonthAmount, program string) string {
-	return `(cards.status = ` + status + ` AND cards.spending_controls = ` + controls +
-		` AND cards.spend_day = ` + sday + ` AND cards.spend_day_amount = ` + sdayAmount +
-		` AND cards.spend_month = ` + smonth + ` AND cards.spend_month_amount = ` + smonthAmount +
-		` AND (SELECT p.status || ' ' || p.limits FROM programs p WHERE p.livemode = cards.livemode AND p.code = cards.program) = ` + program + `)`
 }
 
 // PostBatch implements cardrail.Tx. Balances move first (see
@@ -294,7 +246,7 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 				return &ledger.InsufficientFunds{Account: a}
 			}
 		}
-		for _, st := range q.balanceUpdates(accounts, deltas, known) {
+		for _, st := range q.balanceUpdates(accounts, deltas) {
 			if err := q.deferExec(ctx, st.SQL, st.Args...); err != nil {
 				return fmt.Errorf("post batch balances: %w", err)
 			}
@@ -302,7 +254,7 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 		return q.insertLines(ctx, entries, final, now)
 	}
 	var err error
-	for _, st := range q.balanceUpdates(accounts, deltas, nil) {
+	for _, st := range q.balanceUpdates(accounts, deltas) {
 		if err = q.returnBalances(ctx, st, final); err != nil {
 			break
 		}
@@ -325,30 +277,19 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 }
 
 // balanceUpdates renders the statements that move each account by its
-// delta: one over arrays, or one per power-of-two chunk of accounts. With
-// before, an account moves only if it holds its before balance; otherwise
-// its balance becomes NULL, which the NOT NULL constraint refuses, failing
-// the statement and with it the transaction.
-func (q *queries) balanceUpdates(accounts []string, deltas, before map[string]int64) []Stmt {
+// delta: one over arrays, or one per power-of-two chunk of accounts.
+func (q *queries) balanceUpdates(accounts []string, deltas map[string]int64) []Stmt {
 	if q.d.Arrays {
 		ds := make([]int64, len(accounts))
 		for i, a := range accounts {
 			ds[i] = deltas[a]
 		}
-		if before == nil {
-			return []Stmt{{SQL: `UPDATE accounts SET balance = accounts.balance + d.delta
+		return []Stmt{{SQL: `UPDATE accounts SET balance = accounts.balance + d.delta
 			FROM unnest($1::text[], $2::bigint[]) AS d(account, delta) WHERE accounts.id = d.account`, Args: []any{accounts, ds}}}
-		}
-		bs := make([]int64, len(accounts))
-		for i, a := range accounts {
-			bs[i] = before[a]
-		}
-		return []Stmt{{SQL: `UPDATE accounts SET balance = CASE WHEN accounts.balance = d.before THEN accounts.balance + d.delta END
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS d(account, delta, before) WHERE accounts.id = d.account`, Args: []any{accounts, ds, bs}}}
 	}
 	var out []Stmt
 	_ = chunks(accounts, func(ids []string) error {
-		query, args := balanceUpdate(ids, deltas, before)
+		query, args := balanceUpdate(ids, deltas)
 		out = append(out, Stmt{SQL: query, Args: args})
 		return nil
 	})
@@ -374,31 +315,20 @@ func (q *queries) returnBalances(ctx context.Context, st Stmt, final map[string]
 	return rows.Err()
 }
 
-// balanceUpdate moves each account by its delta in one statement (guarded
-// by before as in balanceUpdates). The chunk is already a power of two long
-// (chunks), so the text repeats.
-func balanceUpdate(ids []string, deltas, before map[string]int64) (string, []any) {
-	width := 2
-	if before != nil {
-		width = 3
-	}
-	args := make([]any, 0, (width+1)*len(ids))
+// balanceUpdate moves each account by its delta in one statement. The
+// chunk is already a power of two long (chunks), so the text repeats.
+func balanceUpdate(ids []string, deltas map[string]int64) (string, []any) {
+	args := make([]any, 0, 3*len(ids))
 	var cases strings.Builder
 	for i, id := range ids {
-		p := width*i + 1
-		if before != nil {
-			fmt.Fprintf(&cases, " WHEN $%d THEN CASE WHEN balance = CAST($%d AS BIGINT) THEN balance + CAST($%d AS BIGINT) END", p, p+2, p+1)
-			args = append(args, id, deltas[id], before[id])
-		} else {
-			fmt.Fprintf(&cases, " WHEN $%d THEN balance + CAST($%d AS BIGINT)", p, p+1)
-			args = append(args, id, deltas[id])
-		}
+		fmt.Fprintf(&cases, " WHEN $%d THEN CAST($%d AS BIGINT)", 2*i+1, 2*i+2)
+		args = append(args, id, deltas[id])
 	}
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	return `UPDATE accounts SET balance = CASE id` + cases.String() + ` END
-		WHERE id IN (` + inList(len(ids), width*len(ids)+1) + `)`, args
+	return `UPDATE accounts SET balance = balance + CASE id` + cases.String() + ` END
+		WHERE id IN (` + inList(len(ids), 2*len(ids)+1) + `)`, args
 }
 
 func allKnown(accounts []string, known map[string]int64) bool {
