@@ -76,26 +76,21 @@ func (p *PGBench) Close(ctx context.Context) {
 	p.exec(ctx, "DROP DATABASE IF EXISTS "+pgbenchDB+" WITH (FORCE)")
 }
 
-func (p *PGBench) exec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, p.admin)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
+func (p *PGBench) exec(ctx context.Context, sql string) error { return execOn(ctx, p.admin, sql) }
 
 // Checkpoint asks the PostgreSQL server at dbURL to write its dirty pages
 // now, so that a phase does not pay for the writes of the one before it.
 // It needs superuser or pg_checkpoint; without them it reports the error
 // and the run goes on.
-func Checkpoint(ctx context.Context, dbURL string) error {
+func Checkpoint(ctx context.Context, dbURL string) error { return execOn(ctx, dbURL, "CHECKPOINT") }
+
+// execOn runs one statement on a connection of its own to dbURL.
+func execOn(ctx context.Context, dbURL, sql string) error {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "CHECKPOINT")
+	_, err = conn.Exec(ctx, sql)
 	return err
 }

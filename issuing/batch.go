@@ -21,8 +21,8 @@ type BatchConfig struct {
 	MaxBatch int
 	// Executors is how many batches may be in flight at once, each in its
 	// own transaction and with its own share of the cards (default 2; the
-	// app picks one per core on PostgreSQL). While an executor commits, its queue
-	// fills.
+	// app picks one per core on PostgreSQL). While an executor commits,
+	// its queue fills.
 	Executors int
 	// Linger is how long an executor that found work waits for more before
 	// it starts (default 0: take what is queued, so a lone request pays

@@ -35,9 +35,7 @@ func TestContract(t *testing.T) {
 func TestWriteTransactionsPlanKeyLookups(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
-	setting := func(q interface {
-		QueryRow(context.Context, string, ...any) sqlstore.Row
-	}) string {
+	setting := func(q sqlstore.Querier) string {
 		t.Helper()
 		var v string
 		if err := q.QueryRow(ctx, "SELECT current_setting('enable_hashjoin') || current_setting('enable_mergejoin') || current_setting('enable_seqscan')").Scan(&v); err != nil {
