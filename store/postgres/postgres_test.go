@@ -57,3 +57,36 @@ func TestWriteTransactionsPlanKeyLookups(t *testing.T) {
 		t.Errorf("outside a transaction: %q, want the server's defaults (all on)", got)
 	}
 }
+
+// Every text column compares byte by byte, whatever the database's locale
+// (migration 00009): a column added without COLLATE "C" would fail here.
+func TestTextColumnsCompareBytewise(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	rows, err := s.Conn().Query(ctx, `SELECT table_name || '.' || column_name, collation_name IS NOT DISTINCT FROM 'C'
+		FROM information_schema.columns WHERE table_schema = current_schema() AND data_type = 'text'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	bytewise := 0
+	for rows.Next() {
+		var col string
+		var ok bool
+		if err := rows.Scan(&col, &ok); err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Errorf("%s compares by the database's locale, not byte by byte", col)
+		}
+		if col == "cards.reference" && ok {
+			bytewise++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if bytewise != 1 {
+		t.Error("cards.reference was not among the text columns checked")
+	}
+}
