@@ -2,7 +2,9 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -152,4 +154,95 @@ func TestCachedStatements(t *testing.T) {
 	if n != 7 || sum != 0+1+2+3+4+5+6 {
 		t.Fatalf("table holds %d rows summing to %d, want 7 rows summing to 21", n, sum)
 	}
+}
+
+// TestCachedQueries runs one query text many times on the writer, whose
+// connection keeps it prepared: each run sees its own arguments, including
+// while rows of the same text are still open in the same transaction.
+func TestCachedQueries(t *testing.T) {
+	s := open(t)
+	w := s.Conn().(*sqlstore.SQLConn).Writer
+	ctx := t.Context()
+	if _, err := w.ExecContext(ctx, `CREATE TABLE query_probe (k INTEGER PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := w.ExecContext(ctx, `INSERT INTO query_probe (k, v) VALUES ($1, $2)`, i, fmt.Sprintf("v%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const query = `SELECT v FROM query_probe WHERE k >= $1 AND k < $2 ORDER BY k`
+	read := func(rows *sql.Rows) []string {
+		t.Helper()
+		var out []string
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, v)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for i := range 5 {
+		rows, err := w.QueryContext(ctx, query, i, i+2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := read(rows)
+		rows.Close()
+		if want := []string{fmt.Sprintf("v%d", i), fmt.Sprintf("v%d", i+1)}; !slices.Equal(got, want) {
+			t.Fatalf("run %d: %v, want %v", i, got, want)
+		}
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	outer, err := tx.QueryContext(ctx, query, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !outer.Next() {
+		t.Fatal("outer query: no first row")
+	}
+	inner, err := tx.QueryContext(ctx, query, 7, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(inner); !slices.Equal(got, []string{"v7", "v8", "v9"}) {
+		t.Errorf("inner query while the outer is open: %v", got)
+	}
+	inner.Close()
+	var first string
+	if err := outer.Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if got := append([]string{first}, read(outer)...); !slices.Equal(got, []string{"v0", "v1", "v2"}) {
+		t.Errorf("outer query, read around the inner one: %v", got)
+	}
+	outer.Close()
+	rows, err := tx.QueryContext(ctx, query, 4, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(rows); !slices.Equal(got, []string{"v4", "v5"}) {
+		t.Errorf("after both closed: %v", got)
+	}
+	rows.Close()
+	if _, err := tx.QueryContext(ctx, query, "x"); err == nil {
+		t.Error("a query missing an argument ran")
+	}
+	rows, err = tx.QueryContext(ctx, query, 9, 10)
+	if err != nil {
+		t.Fatalf("statement unusable after a failed run: %v", err)
+	}
+	if got := read(rows); !slices.Equal(got, []string{"v9"}) {
+		t.Errorf("after a failed run: %v", got)
+	}
+	rows.Close()
 }

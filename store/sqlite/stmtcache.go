@@ -13,13 +13,16 @@ import (
 // the bound is only a backstop; when it is reached the cache starts over.
 const maxCachedStmts = 512
 
-// connector opens modernc connections whose ExecContext reuses prepared
-// statements. modernc prepares a statement for every Exec and finalizes it
+// connector opens modernc connections that reuse prepared statements.
+// modernc prepares a statement for every Exec and Query and finalizes it
 // afterwards; on the authorization path that parse was a fifth of the
-// process's CPU (pprof: sqlite3Prepare under pipelineConn.flush). Only Exec
-// is cached: an Exec runs to completion and resets its statement before it
-// returns, so no two uses of one statement can overlap, which a Query's
-// still-open rows could.
+// process's CPU (pprof: sqlite3Prepare under pipelineConn.flush), and once
+// Execs were cached, the batch's locking read still spent 3% of the profile
+// parsing. An Exec runs to completion and resets its statement before it
+// returns, so its uses never overlap. A Query's rows stay open until
+// closed, and two queries of one text may be open at once in one
+// transaction: a cached query statement is lent to one set of rows at a
+// time, and a second query of the same text meanwhile runs unprepared.
 type connector struct {
 	name string
 	drv  *sqlite.Driver
@@ -30,17 +33,37 @@ func (c connector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cachingConn{Conn: conn, stmts: map[string]driver.Stmt{}}, nil
+	return &cachingConn{Conn: conn, stmts: map[string]driver.Stmt{}, queries: map[string]*queryStmt{}}, nil
 }
 
 func (c connector) Driver() driver.Driver { return c.drv }
 
-// cachingConn is a modernc connection with an Exec statement cache.
-// database/sql uses a connection from one goroutine at a time, so the map
-// needs no lock.
+// cachingConn is a modernc connection with a statement cache. database/sql
+// uses a connection from one goroutine at a time, and closes rows under the
+// same lock, so the maps need no lock of their own.
 type cachingConn struct {
 	driver.Conn
-	stmts map[string]driver.Stmt
+	stmts   map[string]driver.Stmt // for Exec
+	queries map[string]*queryStmt
+}
+
+// queryStmt is a cached statement for queries, and whether it is lent to
+// rows that are still open.
+type queryStmt struct {
+	stmt driver.Stmt
+	lent bool
+}
+
+// cachedRows returns its statement to the cache when closed. (modernc
+// resets a prepared statement when its rows close, ready for the next.)
+type cachedRows struct {
+	driver.Rows
+	from *queryStmt
+}
+
+func (r *cachedRows) Close() error {
+	r.from.lent = false
+	return r.Rows.Close()
 }
 
 // The interfaces database/sql looks for, passed through to modernc.
@@ -76,11 +99,35 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q, ok := c.Conn.(driver.QueryerContext)
+	qs, ok := c.queries[query]
+	if !ok {
+		s, err := c.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		if len(c.queries) >= maxCachedStmts {
+			c.closeQueries(false)
+		}
+		qs = &queryStmt{stmt: s}
+		c.queries[query] = qs
+	}
+	if qs.lent {
+		q, ok := c.Conn.(driver.QueryerContext)
+		if !ok {
+			return nil, errUnsupported
+		}
+		return q.QueryContext(ctx, query, args)
+	}
+	x, ok := qs.stmt.(driver.StmtQueryContext)
 	if !ok {
 		return nil, errUnsupported
 	}
-	return q.QueryContext(ctx, query, args)
+	rows, err := x.QueryContext(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	qs.lent = true
+	return &cachedRows{Rows: rows, from: qs}, nil
 }
 
 func (c *cachingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
@@ -127,7 +174,19 @@ func (c *cachingConn) closeStmts() {
 	}
 }
 
+// closeQueries closes the cached query statements: those lent to open rows
+// too when all is set (the connection is closing), else only the others.
+func (c *cachingConn) closeQueries(all bool) {
+	for q, s := range c.queries {
+		if all || !s.lent {
+			_ = s.stmt.Close()
+			delete(c.queries, q)
+		}
+	}
+}
+
 func (c *cachingConn) Close() error {
 	c.closeStmts()
+	c.closeQueries(true)
 	return c.Conn.Close()
 }
