@@ -69,7 +69,7 @@ func TestTextColumnsCompareBytewise(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	bytewise := 0
+	sawCards := false
 	for rows.Next() {
 		var col string
 		var ok bool
@@ -79,14 +79,12 @@ func TestTextColumnsCompareBytewise(t *testing.T) {
 		if !ok {
 			t.Errorf("%s compares by the database's locale, not byte by byte", col)
 		}
-		if col == "cards.reference" && ok {
-			bytewise++
-		}
+		sawCards = sawCards || col == "cards.reference"
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if bytewise != 1 {
+	if !sawCards {
 		t.Error("cards.reference was not among the text columns checked")
 	}
 }

@@ -4,11 +4,12 @@
 -- en_US.UTF-8 each B-tree comparison of two differing keys copies both
 -- strings and calls strcoll. In a profile of the authorization benchmark
 -- B-tree comparisons took 6% of the machine; with byte order the
--- database's CPU per authorization fell by about 3%. Byte order is the order these values need:
--- references, account ids, codes and keys are ASCII, and it is the order
--- SQLite's BINARY collation already gives. Columns added later must say
--- COLLATE "C" too (TestTextColumnsCompareBytewise checks), or comparing
--- them with these would fail for want of one collation.
+-- database's CPU per authorization fell by about 3%. Byte order is the
+-- order these values need: references, account ids, codes and keys are
+-- ASCII, and it is the order SQLite's BINARY collation already gives.
+-- Columns added later must say COLLATE "C" too
+-- (TestTextColumnsCompareBytewise checks), or comparing them with these
+-- would fail for want of one collation.
 --
 -- The indexes on every text column are rebuilt, which locks each table
 -- against writes while it runs: on a large database, a maintenance window.
