@@ -138,12 +138,18 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 			return
 		}
 		before := a.Service.BatchStats()
+		cpu0, cpuOK := cpuSample()
 		run()
+		cpu1, cpuOK1 := cpuSample()
 		after := a.Service.BatchStats()
+		decided := after.Decided - before.Decided
 		if n := after.Batches - before.Batches; n > 0 {
 			fmt.Fprintf(stdout, "        engine: %d transactions, %.1f authorizations each, %.2fms each, %d fell back to one by one\n",
-				n, float64(after.Decided-before.Decided)/float64(n),
+				n, float64(decided)/float64(n),
 				float64((after.Busy-before.Busy).Microseconds())/1000/float64(n), after.Fallbacks-before.Fallbacks)
+		}
+		if cpuOK && cpuOK1 && decided > 0 {
+			fmt.Fprintln(stdout, "        "+cpu1.since(cpu0, decided))
 		}
 	}
 	// Each round runs every phase; on a shared machine whose speed drifts
@@ -217,6 +223,28 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// cpuTimes is CPU time so far: this process's, and the whole machine's.
+type cpuTimes struct {
+	process    time.Duration
+	busy, idle time.Duration // every core's, summed
+}
+
+// since reports the CPU spent between two samples per authorization: the
+// process's (server and load generator), the rest of the machine's (the
+// database, when it runs here), and the machine's idle share. Per
+// authorization, these move less with a shared machine's speed than the
+// throughput does, which makes runs minutes apart easier to compare.
+func (c cpuTimes) since(start cpuTimes, auths int64) string {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(auths) }
+	process, busy, idle := c.process-start.process, c.busy-start.busy, c.idle-start.idle
+	share := 0.0
+	if busy+idle > 0 {
+		share = 100 * float64(idle) / float64(busy+idle)
+	}
+	return fmt.Sprintf("cpu: %.0fµs per authorization in this process, %.0fµs in the rest of the machine, %.0f%% idle",
+		per(process), per(max(0, busy-process)), share)
 }
 
 // median of xs (xs is not empty); it sorts xs.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +38,18 @@ func TestBenchCommand(t *testing.T) {
 		hot := regexp.MustCompile(`of spread; card (card_\w+)\)`).FindAllStringSubmatch(text, -1)
 		if len(hot) != 2 || hot[0][1] == hot[1][1] {
 			t.Errorf("want a different hot card in each of 2 rounds, got %v:\n%s", hot, text)
+		}
+		if runtime.GOOS == "linux" {
+			cpu := regexp.MustCompile(`(?m)^ +cpu: (\d+)µs per authorization in this process, \d+µs in the rest of the machine, \d+% idle$`)
+			lines := cpu.FindAllStringSubmatch(text, -1)
+			if len(lines) != 4 {
+				t.Errorf("want a cpu line after each of 4 phases, got %d:\n%s", len(lines), text)
+			}
+			for _, m := range lines {
+				if m[1] == "0" {
+					t.Errorf("the process spent no CPU on an authorization: %s", m[0])
+				}
+			}
 		}
 		if !strings.Contains(text, "median of 2 rounds: spread ") {
 			t.Errorf("no medians line:\n%s", text)
