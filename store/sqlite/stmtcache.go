@@ -8,9 +8,10 @@ import (
 	"modernc.org/sqlite"
 )
 
-// maxCachedStmts bounds one connection's statement cache. The store's
-// statement texts are few (multi-row writes come in power-of-two shapes), so
-// the bound is only a backstop; when it is reached the cache starts over.
+// maxCachedStmts bounds each of one connection's statement caches (Exec,
+// Query). The store's statement texts are few (multi-row writes come in
+// power-of-two shapes), so the bound is only a backstop; when it is reached
+// the cache starts over, keeping only statements lent to open rows.
 const maxCachedStmts = 512
 
 // connector opens modernc connections that reuse prepared statements.
@@ -33,7 +34,7 @@ func (c connector) Connect(context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cachingConn{Conn: conn, stmts: map[string]driver.Stmt{}, queries: map[string]*queryStmt{}}, nil
+	return &cachingConn{Conn: conn, execs: map[string]*cachedStmt{}, queries: map[string]*cachedStmt{}}, nil
 }
 
 func (c connector) Driver() driver.Driver { return c.drv }
@@ -43,13 +44,12 @@ func (c connector) Driver() driver.Driver { return c.drv }
 // same lock, so the maps need no lock of their own.
 type cachingConn struct {
 	driver.Conn
-	stmts   map[string]driver.Stmt // for Exec
-	queries map[string]*queryStmt
+	execs, queries map[string]*cachedStmt
 }
 
-// queryStmt is a cached statement for queries, and whether it is lent to
-// rows that are still open.
-type queryStmt struct {
+// cachedStmt is a prepared statement, and whether it is lent to rows that
+// are still open (only ever for queries).
+type cachedStmt struct {
 	stmt driver.Stmt
 	lent bool
 }
@@ -58,7 +58,7 @@ type queryStmt struct {
 // resets a prepared statement when its rows close, ready for the next.)
 type cachedRows struct {
 	driver.Rows
-	from *queryStmt
+	from *cachedStmt
 }
 
 func (r *cachedRows) Close() error {
@@ -79,19 +79,29 @@ var (
 
 var errUnsupported = errors.New("sqlite: driver connection lacks an expected interface")
 
-func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	s, ok := c.stmts[query]
-	if !ok {
-		var err error
-		if s, err = c.PrepareContext(ctx, query); err != nil {
-			return nil, err
-		}
-		if len(c.stmts) >= maxCachedStmts {
-			c.closeStmts()
-		}
-		c.stmts[query] = s
+// cached returns cache's statement for query, preparing it on first use.
+func (c *cachingConn) cached(ctx context.Context, cache map[string]*cachedStmt, query string) (*cachedStmt, error) {
+	if cs, ok := cache[query]; ok {
+		return cs, nil
 	}
-	x, ok := s.(driver.StmtExecContext)
+	s, err := c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if len(cache) >= maxCachedStmts {
+		closeCached(cache, false)
+	}
+	cs := &cachedStmt{stmt: s}
+	cache[query] = cs
+	return cs, nil
+}
+
+func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	cs, err := c.cached(ctx, c.execs, query)
+	if err != nil {
+		return nil, err
+	}
+	x, ok := cs.stmt.(driver.StmtExecContext)
 	if !ok {
 		return nil, errUnsupported
 	}
@@ -99,17 +109,9 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	qs, ok := c.queries[query]
-	if !ok {
-		s, err := c.PrepareContext(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		if len(c.queries) >= maxCachedStmts {
-			c.closeQueries(false)
-		}
-		qs = &queryStmt{stmt: s}
-		c.queries[query] = qs
+	qs, err := c.cached(ctx, c.queries, query)
+	if err != nil {
+		return nil, err
 	}
 	if qs.lent {
 		q, ok := c.Conn.(driver.QueryerContext)
@@ -167,26 +169,19 @@ func (c *cachingConn) IsValid() bool {
 	return true
 }
 
-func (c *cachingConn) closeStmts() {
-	for q, s := range c.stmts {
-		_ = s.Close()
-		delete(c.stmts, q)
-	}
-}
-
-// closeQueries closes the cached query statements: those lent to open rows
-// too when all is set (the connection is closing), else only the others.
-func (c *cachingConn) closeQueries(all bool) {
-	for q, s := range c.queries {
+// closeCached closes a cache's statements: those lent to open rows too
+// when all is set (the connection is closing), else only the others.
+func closeCached(cache map[string]*cachedStmt, all bool) {
+	for q, s := range cache {
 		if all || !s.lent {
 			_ = s.stmt.Close()
-			delete(c.queries, q)
+			delete(cache, q)
 		}
 	}
 }
 
 func (c *cachingConn) Close() error {
-	c.closeStmts()
-	c.closeQueries(true)
+	closeCached(c.execs, true)
+	closeCached(c.queries, true)
 	return c.Conn.Close()
 }
