@@ -56,6 +56,11 @@ func TestConventions(t *testing.T) {
 			{"malformed JSON is 400", "POST", "/managed-cards/", `{"program":`, 400, "malformed_request"},
 			{"two JSON values are 400", "POST", "/managed-cards/", `{"program":"usd_visa_virtual"} {}`, 400, "malformed_request"},
 			{"unknown field is 422", "POST", "/managed-cards/", `{"program":"usd_visa_virtual","status":"active"}`, 422, "validation_failed"},
+			{"a field in another case is 422", "POST", "/managed-cards/", `{"PROGRAM":"usd_visa_virtual"}`, 422, "validation_failed"},
+			{"a field named twice is 422", "POST", "/managed-cards/", `{"program":"usd_visa_virtual","program":"usd_visa_virtual"}`, 422, "validation_failed"},
+			{"a field named twice in two cases is 422", "POST", "/managed-cards/", `{"program":"nope","Program":"usd_visa_virtual"}`, 422, "validation_failed"},
+			{"a nested field in another case is 422", "POST", "/managed-cards/", `{"program":"usd_visa_virtual","spending_controls":{"Daily":5}}`, 422, "validation_failed"},
+			{"a metadata key named twice is 422", "POST", "/managed-cards/", `{"program":"usd_visa_virtual","metadata":{"a":"1","a":"2"}}`, 422, "validation_failed"},
 			{"wrong type is 422", "POST", "/managed-cards/", `{"program":7}`, 422, "validation_failed"},
 			{"unknown program is 422", "POST", "/managed-cards/", `{"program":"nope"}`, 422, "validation_failed"},
 			{"missing program is 422", "POST", "/managed-cards/", `{}`, 422, "validation_failed"},
@@ -93,6 +98,18 @@ func TestConventions(t *testing.T) {
 			errs, _ := r.JSON()["errors"].([]any)
 			if len(errs) != 1 || errs[0].(map[string]any)["field"] != "colour" {
 				t.Fatalf("errors = %v", r.JSON()["errors"])
+			}
+		})
+		t.Run("nested problems name the field by its path", func(t *testing.T) {
+			for body, field := range map[string]string{
+				`{"program":"usd_visa_virtual","spending_controls":{"Daily":5}}`:  "spending_controls.Daily",
+				`{"program":"usd_visa_virtual","spending_controls":{"weekly":5}}`: "spending_controls.weekly",
+			} {
+				r := alice.Do("POST", "/managed-cards/", body)
+				errs, _ := r.JSON()["errors"].([]any)
+				if r.Status != 422 || len(errs) != 1 || errs[0].(map[string]any)["field"] != field {
+					t.Fatalf("%s: %d errors = %v, want the field %q", body, r.Status, r.JSON()["errors"], field)
+				}
 			}
 		})
 		t.Run("form-encoded bodies are refused", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,9 @@ import (
 // maxBody bounds every request body.
 const maxBody = 64 << 10
 
-// decode reads a strict JSON body into v: unknown fields are refused (422)
-// so no typo is silently ignored and no client can set a server-owned field;
+// decode reads a strict JSON body into v: unknown fields, fields named in
+// another case and repeated fields are refused (422, see exactFields) so no
+// typo is silently ignored and no client can set a server-owned field;
 // malformed JSON is 400; a value of the wrong type is 422 naming the field.
 // An empty body decodes as {} (actions accept either).
 func decode(r *http.Request, v any) error {
@@ -34,9 +36,11 @@ func decode(r *http.Request, v any) error {
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
+	}
+	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	if dec.More() {
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
@@ -77,9 +81,6 @@ func decodeError(err error) error {
 			msg = "must be an integer (minor units), not a fraction or exponent"
 		}
 		return cardrail.Invalid(cardrail.FieldError{Field: field, Message: msg})
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
-		return cardrail.Invalid(cardrail.FieldError{Field: name, Message: "is not a known field"})
 	}
 	return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be decoded.")
 }

@@ -63,6 +63,8 @@ func TestFundAndWithdraw(t *testing.T) {
 			{"an amount above 10^13", "fund", `{"amount": 10000000000001}`, 422, "validation_failed"},
 			{"an exponent", "fund", `{"amount": 1e3}`, 422, "validation_failed"},
 			{"lowercase currency", "fund", `{"amount": 100, "currency": "usd"}`, 422, "validation_failed"},
+			{"the amount named in capitals", "fund", `{"AMOUNT": 100}`, 422, "validation_failed"},
+			{"the amount named twice", "fund", `{"amount": 1, "Amount": 2}`, 422, "validation_failed"},
 			{"another currency", "fund", `{"amount": 100, "currency": "NGN"}`, 422, "currency_mismatch"},
 			{"beyond max_balance", "fund", `{"amount": 990001}`, 422, "max_balance_exceeded"},
 			{"beyond the wallet", "withdraw", `{"amount": 10001}`, 422, "insufficient_card_funds"},

@@ -1,0 +1,69 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var authorizeType = reflect.TypeOf(&authorizeRequest{})
+
+// FuzzExactFields walks any valid JSON without panicking or running past
+// the body, and whatever it accepts for the authorization request names
+// only the request's fields, each once. go test runs the seeds; run longer
+// with go test -fuzz FuzzExactFields ./api/.
+func FuzzExactFields(f *testing.F) {
+	for _, s := range []string{
+		`{"amount":1,"currency":"USD","merchant":{"name":"Bench Store","mcc":"5411","country":"US"}}`,
+		`{"amount":1,"Amount":2}`,
+		`{"\u0061mount":1}`,
+		`{"merchant":{"name":"a\"b\\","city":null},"x":[1,{"y":[]}]}`,
+		`  [ {"a" : 1} , "}" ]  `,
+		`"str"`, `12e3`, `null`, `{}`, `{"metadata":{"a":"1","a":"2"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return
+		}
+		err := exactFields(body, authorizeType)
+		var top map[string]json.RawMessage
+		if err != nil || json.Unmarshal(body, &top) != nil {
+			return
+		}
+		fields := fieldsOf(authorizeType.Elem())
+		for k := range top {
+			if _, ok := fields[k]; !ok {
+				t.Fatalf("accepted the key %q in %s", k, body)
+			}
+		}
+	})
+}
+
+func TestExactFields(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"amount":1,"currency":"USD","merchant":{"name":"n","mcc":"5411","country":"US"}}`: "",
+		` { "amount" : 1 , "merchant" : { "city" : "x" } } `:                                "",
+		`{"\u0061mount":1}`:                      "",
+		`{"Amount":1}`:                           "Amount",
+		`{"amount":1,"amount":2}`:                "amount",
+		`{"merchant":{"Mcc":"5411"}}`:            "merchant.Mcc",
+		`{"merchant":{"name":"a\"}","zip":"1"}}`: "merchant.zip",
+	} {
+		err := exactFields([]byte(body), authorizeType)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want a problem with %q", body, err, want)
+		}
+	}
+}
+
+func BenchmarkExactFields(b *testing.B) {
+	body := []byte(`{"amount":1,"currency":"USD","merchant":{"name":"Bench Store","mcc":"5411","country":"US"}}`)
+	for b.Loop() {
+		if err := exactFields(body, authorizeType); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
