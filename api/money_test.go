@@ -306,7 +306,13 @@ func TestTerminationSweeps(t *testing.T) {
 		card := alice.FundedCard(10_000)
 		hold := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(3000)).Str("reference")
 		settled := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(1000)).Str("reference")
+		reversed := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(500)).Str("reference")
 		alice.Must(200, "POST", "/authorizations/"+settled+"/settle/", nil)
+		ops := env.Client("ops-1", "US", "ops")
+		walletCredits := func() []any {
+			return ops.Must(200, "GET", "/ops/events/?type=wallet.credited&limit=100", nil).JSON()["data"].([]any)
+		}
+		credits := len(walletCredits()) // the deposit that funded the card
 		r := alice.Must(200, "POST", "/managed-cards/"+card+"/terminate/", nil)
 		if r.JSON()["balance"].(map[string]any)["available"].(float64) != 0 {
 			t.Fatalf("terminated card keeps money: %s", r.Body)
@@ -318,14 +324,35 @@ func TestTerminationSweeps(t *testing.T) {
 				t.Fatalf("available %d held %d wallet %d; want 0 %d %d", a, h, w, wantHeld, wantWallet)
 			}
 			env.CheckLedger()
+			// Every credit that reached the wallet has its wallet.credited
+			// event, the newest showing the balance it left.
+			events := walletCredits()
+			credits++
+			if len(events) != credits {
+				t.Fatalf("%d wallet.credited events after %d credits", len(events), credits)
+			}
+			newest := events[0].(map[string]any)["data"].(map[string]any)["object"].(map[string]any)
+			if got := newest["balance"].(map[string]any)["available"].(float64); got != float64(wantWallet) {
+				t.Fatalf("the newest wallet.credited shows %v, want %d", got, wantWallet)
+			}
 		}
-		check(6000, 3000)
+		check(5500, 3500)
 		t.Run("a hold settled later releases its remainder to the wallet", func(t *testing.T) {
 			alice.Must(200, "POST", "/authorizations/"+hold+"/settle/", map[string]any{"amount": 1000})
-			check(8000, 0)
+			check(7500, 500)
 		})
 		t.Run("a refund after termination goes to the wallet", func(t *testing.T) {
-			alice.Must(200, "POST", "/authorizations/"+settled+"/refund/", nil)
+			alice.Must(200, "POST", "/authorizations/"+settled+"/refund/", map[string]any{"amount": 400})
+			check(7900, 500)
+		})
+		t.Run("a reversal after termination goes to the wallet", func(t *testing.T) {
+			alice.Must(200, "POST", "/authorizations/"+reversed+"/reverse/", nil)
+			check(8400, 0)
+		})
+		t.Run("a won dispute after termination goes to the wallet", func(t *testing.T) {
+			dispute := alice.Must(201, "POST", "/disputes/", map[string]any{"authorization": settled, "reason": "not_received"}).Str("reference")
+			alice.Must(200, "POST", "/sandbox/disputes/"+dispute+"/submit/", nil)
+			alice.Must(200, "POST", "/sandbox/disputes/"+dispute+"/win/", nil)
 			check(9000, 0)
 		})
 	})

@@ -158,15 +158,21 @@ func (s *Service) settle(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 			{Account: ledger.CardHeldAccount(card.Reference), Amount: -a.HeldAmount},
 			{Account: ledger.SystemAccount(a.Livemode, a.Currency, ledger.NetworkSettlement), Amount: amount},
 		}}
+	var target string
 	if rest > 0 {
-		target, err := creditTarget(ctx, tx, card)
-		if err != nil {
+		var err error
+		if target, err = creditTarget(ctx, tx, card); err != nil {
 			return err
 		}
 		e.Lines = append(e.Lines, ledger.Line{Account: target, Amount: rest})
 	}
 	if err := tx.Post(ctx, &e); err != nil {
 		return err
+	}
+	if rest > 0 {
+		if err := s.walletCredited(ctx, tx, card, target); err != nil {
+			return err
+		}
 	}
 	if err := s.unspend(ctx, tx, a, rest); err != nil {
 		return err
@@ -197,6 +203,9 @@ func (s *Service) release(ctx context.Context, tx cardrail.Tx, card *cardrail.Ca
 	e := ledger.Move(ledger.TypeHoldRelease, a.Livemode, a.Currency, ledger.CardHeldAccount(card.Reference), target, amount)
 	e.Card, e.Authorization = card.Reference, a.Reference
 	if err := tx.Post(ctx, &e); err != nil {
+		return err
+	}
+	if err := s.walletCredited(ctx, tx, card, target); err != nil {
 		return err
 	}
 	if err := s.unspend(ctx, tx, a, amount); err != nil {
@@ -235,6 +244,9 @@ func (s *Service) refund(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 	e := ledger.Move(ledger.TypeRefund, a.Livemode, a.Currency, ledger.SystemAccount(a.Livemode, a.Currency, ledger.NetworkSettlement), target, amount)
 	e.Card, e.Authorization = card.Reference, a.Reference
 	if err := tx.Post(ctx, &e); err != nil {
+		return err
+	}
+	if err := s.walletCredited(ctx, tx, card, target); err != nil {
 		return err
 	}
 	a.RefundedAmount += amount

@@ -157,6 +157,9 @@ func (s *Service) MoveDispute(ctx context.Context, c cardrail.Caller, ref string
 			if err := tx.Post(ctx, &e); err != nil {
 				return err
 			}
+			if err := s.walletCredited(ctx, tx, card, target); err != nil {
+				return err
+			}
 		}
 		if by == cardrail.ActorOperator {
 			if err := s.audit(ctx, tx, c, "dispute."+string(to), d.Reference, before, d); err != nil {

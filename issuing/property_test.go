@@ -586,7 +586,11 @@ func (p *propertyRun) drawNetworkEvent() (a *authModel, amount int64, want cardr
 
 func (p *propertyRun) settle() {
 	a, amount, want := p.drawNetworkEvent()
-	p.expect("settle", want, footprint{1, 1, 0}, func() error {
+	rest := a.held - amount
+	if amount == 0 {
+		rest = 0
+	}
+	p.expect("settle", want, creditFootprint(a.card, rest), func() error {
 		got, err := p.svc.Settle(p.ctx, p.caller, a.ref, issuing.NetworkEvent{Amount: amount})
 		if err == nil {
 			captured := amount
@@ -605,7 +609,7 @@ func (p *propertyRun) settle() {
 
 func (p *propertyRun) reverse() {
 	a, amount, want := p.drawNetworkEvent()
-	p.expect("reverse", want, footprint{1, 1, 0}, func() error {
+	p.expect("reverse", want, creditFootprint(a.card, a.held), func() error {
 		got, err := p.svc.Reverse(p.ctx, p.caller, a.ref, issuing.NetworkEvent{Amount: amount})
 		if err == nil {
 			p.release(a, amount, cardrail.AuthReversed)
@@ -621,7 +625,7 @@ func (p *propertyRun) expire() {
 	if a.status != cardrail.AuthPending {
 		want = cardrail.CodeInvalidAuthorizationState
 	}
-	p.expect("expire", want, footprint{1, 1, 0}, func() error {
+	p.expect("expire", want, creditFootprint(a.card, a.held), func() error {
 		got, err := p.svc.Expire(p.ctx, p.caller, a.ref, issuing.NetworkEvent{})
 		if err == nil {
 			p.release(a, 0, cardrail.AuthExpired)
@@ -629,6 +633,17 @@ func (p *propertyRun) expire() {
 		}
 		return err
 	})
+}
+
+// creditFootprint is what an entry crediting amount to card c adds: the
+// entry and the authorization's event, and a wallet.credited when the card
+// is closed and the money goes to the wallet.
+func creditFootprint(c *cardModel, amount int64) footprint {
+	f := footprint{1, 1, 0}
+	if amount > 0 && c.status.Closed() {
+		f.events++
+	}
+	return f
 }
 
 // release gives back amount of a's hold (0: all of it).
@@ -656,7 +671,7 @@ func (p *propertyRun) refund() {
 	case amount > refundable || (amount == 0 && refundable == 0):
 		want = cardrail.CodeAmountExceedsRefundable
 	}
-	p.expect("refund", want, footprint{1, 1, 0}, func() error {
+	p.expect("refund", want, creditFootprint(a.card, refundable), func() error {
 		got, err := p.svc.Refund(p.ctx, p.caller, a.ref, issuing.NetworkEvent{Amount: amount})
 		if err == nil {
 			if amount == 0 {

@@ -96,6 +96,16 @@ func creditTarget(ctx context.Context, tx cardrail.Tx, c *cardrail.Card) (string
 	return w.Reference, nil
 }
 
+// walletCredited emits wallet.credited when target, from creditTarget,
+// was the owner's wallet: a credit that reaches a wallet because the card
+// is closed is a wallet change like any other, and has its event.
+func (s *Service) walletCredited(ctx context.Context, tx cardrail.Tx, c *cardrail.Card, target string) error {
+	if target == ledger.CardAvailableAccount(c.Reference) {
+		return nil
+	}
+	return s.emitWallet(ctx, tx, cardrail.EventWalletCredited, c.Livemode, c.Owner, c.Currency)
+}
+
 // owner is the owner filter for a caller acting as cardholder ("" for
 // operators acting on any card).
 func owner(c cardrail.Caller, asOperator bool) string {
