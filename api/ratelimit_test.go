@@ -193,6 +193,16 @@ func TestRateLimitInProcess(t *testing.T) {
 		checkRateLimited(t, alice.Do("GET", "/programs/", nil))
 		// Another subject is another caller.
 		env.Client("bob", "US").Must(http.StatusOK, "GET", "/programs/", nil)
+		// Requests the operator gate refuses draw on the caller's bucket
+		// too, so the ops API cannot be probed without limit.
+		carol := env.Client("carol", "US")
+		for i := range 2 {
+			r := carol.Must(http.StatusForbidden, "GET", "/ops/audit-log/", nil)
+			if rem := headerInt(t, r, "RateLimit-Remaining"); rem != 1-i {
+				t.Errorf("refused ops request %d: remaining %d, want %d", i+1, rem, 1-i)
+			}
+		}
+		checkRateLimited(t, carol.Do("GET", "/ops/audit-log/", nil))
 		if _, ok := readyz(t, env)["rate_limit"]; ok {
 			t.Error("/readyz reports rate_limit without Redis configured")
 		}

@@ -15,8 +15,8 @@ import (
 	"github.com/cardrail/cardrail"
 )
 
-// wrap turns a route into an http.Handler: authentication, the operator
-// gate, rate limits, then the handler under idempotency for POSTs.
+// wrap turns a route into an http.Handler: authentication, rate limits,
+// the operator gate, then the handler under idempotency for POSTs.
 func (s *Server) wrap(rt route) http.Handler {
 	pattern := rt.Method + " " + BasePath + rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,11 +29,14 @@ func (s *Server) wrap(rt route) http.Handler {
 			return
 		}
 		ri.caller = &c
-		if rt.Access == operator && !c.IsOperator() {
-			s.writeError(w, r, cardrail.Errorf(cardrail.CodeForbidden, "This endpoint needs the ops role."))
+		// The caller's bucket comes before the operator gate, so that a
+		// refused request costs its caller like any other and cannot probe
+		// the ops API without limit.
+		if !s.rateLimit(w, r, s.limiter, c) {
 			return
 		}
-		if !s.rateLimit(w, r, s.limiter, c) {
+		if rt.Access == operator && !c.IsOperator() {
+			s.writeError(w, r, cardrail.Errorf(cardrail.CodeForbidden, "This endpoint needs the ops role."))
 			return
 		}
 		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
