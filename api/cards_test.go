@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,6 +234,7 @@ func TestModesAndProductionGating(t *testing.T) {
 					t.Fatalf("livemode false in production list: %v", p)
 				}
 			}
+			slices.Sort(codes)
 			if strings.Join(codes, ",") != "ngn_live,usd_live" {
 				t.Fatalf("codes %v", codes)
 			}
@@ -434,5 +436,63 @@ func TestTimeoutFailover(t *testing.T) {
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Fatalf("failover took %v", d)
+	}
+}
+
+// TestShortListsPage: the lists the service keeps whole (programs,
+// wallets, webhook endpoints) answer newest first and page like the rest.
+func TestShortListsPage(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	alice := env.Client("alice", "US")
+	for _, cur := range []string{"USD", "EUR", "JPY"} {
+		alice.Must(200, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": 100, "currency": cur})
+	}
+	currencies := func(page map[string]any) (out []string) {
+		for _, w := range page["data"].([]any) {
+			out = append(out, w.(map[string]any)["currency"].(string))
+		}
+		return out
+	}
+	all := alice.Must(200, "GET", "/wallets/", nil).JSON()
+	if got := strings.Join(currencies(all), ","); got != "JPY,EUR,USD" || all["has_more"] != false || all["next_cursor"] != nil {
+		t.Fatalf("wallets %s has_more %v next_cursor %v, want JPY,EUR,USD on one page", got, all["has_more"], all["next_cursor"])
+	}
+	first := alice.Must(200, "GET", "/wallets/?limit=2", nil).JSON()
+	cursor, _ := first["next_cursor"].(string)
+	if got := strings.Join(currencies(first), ","); got != "JPY,EUR" || first["has_more"] != true || cursor == "" {
+		t.Fatalf("first page %s has_more %v next_cursor %v", got, first["has_more"], first["next_cursor"])
+	}
+	second := alice.Must(200, "GET", "/wallets/?limit=2&cursor="+cursor, nil).JSON()
+	if got := strings.Join(currencies(second), ","); got != "USD" || second["has_more"] != false || second["next_cursor"] != nil {
+		t.Fatalf("second page %s has_more %v next_cursor %v", got, second["has_more"], second["next_cursor"])
+	}
+	// Programs page one at a time to the same list as one page (two are
+	// open in NG).
+	ada := env.Client("ada", "NG")
+	var whole, paged []string
+	for _, p := range ada.Must(200, "GET", "/programs/?limit=100", nil).JSON()["data"].([]any) {
+		whole = append(whole, p.(map[string]any)["code"].(string))
+	}
+	for path := "/programs/?limit=1"; path != ""; {
+		page := ada.Must(200, "GET", path, nil).JSON()
+		for _, p := range page["data"].([]any) {
+			paged = append(paged, p.(map[string]any)["code"].(string))
+		}
+		path = ""
+		if next, ok := page["next_cursor"].(string); ok {
+			path = "/programs/?limit=1&cursor=" + next
+		}
+	}
+	if len(whole) < 2 || !slices.Equal(whole, paged) {
+		t.Fatalf("programs one by one %v, in one page %v", paged, whole)
+	}
+	for _, path := range []string{"/programs/?limit=0", "/programs/?limit=101", "/wallets/?limit=0", "/wallets/?cursor=wal_nope", "/ops/webhook-endpoints/?limit=0"} {
+		c := alice
+		if strings.HasPrefix(path, "/ops/") {
+			c = env.Client("ops-1", "US", "ops")
+		}
+		if r := c.Do("GET", path, nil); r.Status != 422 || r.Code() != "validation_failed" {
+			t.Errorf("GET %s: %d %q, want 422 validation_failed", path, r.Status, r.Code())
+		}
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cardrail/cardrail"
 )
@@ -101,7 +103,8 @@ func jsonKind(goKind string) string {
 	return fmt.Sprintf("of type %s", goKind)
 }
 
-// listParams reads ?limit= and ?cursor=.
+// listParams reads ?limit= and ?cursor=; a cursor must be a reference
+// with the list's prefix, unless prefix is "" (pageOf checks its own).
 func listParams(r *http.Request, prefix string) (cardrail.ListParams, error) {
 	p := cardrail.ListParams{Limit: 20, Cursor: r.URL.Query().Get("cursor")}
 	if s := r.URL.Query().Get("limit"); s != "" {
@@ -111,7 +114,7 @@ func listParams(r *http.Request, prefix string) (cardrail.ListParams, error) {
 		}
 		p.Limit = n
 	}
-	if p.Cursor != "" && !cardrail.HasPrefix(p.Cursor, prefix) {
+	if p.Cursor != "" && prefix != "" && !cardrail.HasPrefix(p.Cursor, prefix) {
 		return p, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
 	}
 	return p, nil
@@ -129,9 +132,35 @@ func renderPage[T any](p cardrail.Page[T]) list[T] {
 	return list[T]{Object: "list", Data: p.Data, HasMore: p.HasMore, NextCursor: p.NextCursor}
 }
 
-func renderAll[T any](items []T) list[T] {
-	if items == nil {
-		items = []T{}
+// pageOf pages a list the service returns whole (programs, wallets,
+// webhook endpoints: a handful each) as every other list is paged: newest
+// first (ties by key, descending), ?limit= and ?cursor=, where the cursor
+// is the key of the previous page's last item.
+func pageOf[T any](r *http.Request, items []T, key func(T) string, created func(T) time.Time) (list[T], error) {
+	p, err := listParams(r, "")
+	if err != nil {
+		return list[T]{}, err
 	}
-	return list[T]{Object: "list", Data: items}
+	slices.SortStableFunc(items, func(a, b T) int {
+		if c := created(b).Compare(created(a)); c != 0 {
+			return c
+		}
+		return strings.Compare(key(b), key(a))
+	})
+	if p.Cursor != "" {
+		i := slices.IndexFunc(items, func(it T) bool { return key(it) == p.Cursor })
+		if i < 0 {
+			return list[T]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
+		}
+		items = items[i+1:]
+	}
+	out := list[T]{Object: "list", Data: items[:min(p.Limit, len(items))]}
+	if len(items) > p.Limit {
+		next := key(items[p.Limit-1])
+		out.HasMore, out.NextCursor = true, &next
+	}
+	if out.Data == nil {
+		out.Data = []T{}
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
@@ -11,7 +12,11 @@ import (
 
 func listPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
 	ps, err := s.svc.Programs(r.Context(), c)
-	return http.StatusOK, renderAll(ps), err
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
+	return http.StatusOK, page, err
 }
 
 func getProgram(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
@@ -138,7 +143,11 @@ func authorizeCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, err
 
 func listWallets(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
 	ws, err := s.svc.Wallets(r.Context(), c)
-	return http.StatusOK, renderAll(ws), err
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := pageOf(r, ws, func(w cardrail.Wallet) string { return w.Reference }, func(w cardrail.Wallet) time.Time { return w.CreatedAt })
+	return http.StatusOK, page, err
 }
 
 func sandboxOnly(c cardrail.Caller) error {

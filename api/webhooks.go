@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/webhook"
@@ -67,7 +68,11 @@ func listWebhookEndpoints(s *Server, r *http.Request, c cardrail.Caller) (int, a
 		return 0, nil, err
 	}
 	es, err := wh.Endpoints(r.Context(), c)
-	return http.StatusOK, renderAll(es), err
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := pageOf(r, es, func(e webhook.Endpoint) string { return e.Reference }, func(e webhook.Endpoint) time.Time { return e.CreatedAt })
+	return http.StatusOK, page, err
 }
 
 func deleteWebhookEndpoint(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
