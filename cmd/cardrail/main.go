@@ -181,6 +181,9 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	if *sub == "" {
 		return errors.New("token: --sub is required")
 	}
+	if *ttl <= 0 {
+		return errors.New("token: --ttl must be positive")
+	}
 	store, err := app.OpenStore(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
