@@ -118,7 +118,7 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 		if !ok {
 			return nil, errUnsupported
 		}
-		return q.QueryContext(ctx, query, args)
+		return q.QueryContext(ctx, anonymous(query), args)
 	}
 	x, ok := qs.stmt.(driver.StmtQueryContext)
 	if !ok {
@@ -137,7 +137,7 @@ func (c *cachingConn) PrepareContext(ctx context.Context, query string) (driver.
 	if !ok {
 		return nil, errUnsupported
 	}
-	return p.PrepareContext(ctx, query)
+	return p.PrepareContext(ctx, anonymous(query))
 }
 
 func (c *cachingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
