@@ -111,11 +111,13 @@ func (w *keyWalk) object(t reflect.Type, path string) error {
 		key := w.str()
 		w.space()
 		w.i++ // the colon
-		if many == nil && len(seen) == 16 {
+		if many == nil && len(seen) == len(first) {
+			// A large object (metadata): a set from here on.
 			many = map[string]bool{}
 			for _, k := range seen {
 				many[string(k)] = true
 			}
+			seen = nil
 		}
 		repeated := many[string(key)]
 		for _, k := range seen {
@@ -223,8 +225,12 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 	}
 	fields := map[string]reflect.Type{}
 	for _, f := range reflect.VisibleFields(t) {
-		if !f.IsExported() || f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
-			continue
+		embedded := f.Type
+		if embedded.Kind() == reflect.Pointer {
+			embedded = embedded.Elem()
+		}
+		if !f.IsExported() || f.Anonymous && embedded.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			continue // its fields are listed in its place
 		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch name {

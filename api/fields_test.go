@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -56,6 +57,25 @@ func TestExactFields(t *testing.T) {
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("%s: %v, want a problem with %q", body, err, want)
 		}
+	}
+	// A large object's keys are checked for repetition past the first 16.
+	keys := func(n int, repeat string) string {
+		var b strings.Builder
+		b.WriteString(`{"program":"p","metadata":{`)
+		for i := range n {
+			fmt.Fprintf(&b, `"k%d":"v",`, i)
+		}
+		b.WriteString(`"` + repeat + `":"v"}}`)
+		return b.String()
+	}
+	cardType := reflect.TypeOf(&createCardRequest{})
+	for _, repeat := range []string{"k3", "k20"} {
+		if err := exactFields([]byte(keys(25, repeat)), cardType); err == nil || !strings.Contains(err.Error(), "metadata."+repeat) {
+			t.Errorf("metadata repeating %s: %v", repeat, err)
+		}
+	}
+	if err := exactFields([]byte(keys(25, "k99")), cardType); err != nil {
+		t.Errorf("26 distinct metadata keys: %v", err)
 	}
 }
 

@@ -169,7 +169,7 @@ func (s *Service) settle(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 	if err := tx.Post(ctx, &e); err != nil {
 		return err
 	}
-	if rest > 0 {
+	if target != "" {
 		if err := s.walletCredited(ctx, tx, card, target); err != nil {
 			return err
 		}
