@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -290,6 +291,25 @@ func TestVerifySandboxSecret(t *testing.T) {
 			token: func(t *testing.T) string {
 				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
 				tok.Header["kid"] = 7
+				s, err := tok.SignedString(sandboxSecret)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			wantMsg: "The token is malformed.",
+		},
+		{name: "sub with a NUL is rejected", token: hs(claims(map[string]any{"sub": "eve\x00"})), wantMsg: "The token has no valid subject."},
+		{name: "sub with a newline is rejected", token: hs(claims(map[string]any{"sub": "eve\nadmin"})), wantMsg: "The token has no valid subject."},
+		{name: "exp as a string of digits is rejected", token: hs(claims(map[string]any{"exp": strconv.FormatInt(now.Add(time.Hour).Unix(), 10)})), wantMsg: "The token's claims are invalid."},
+		{name: "iat as a string of digits is rejected", token: hs(claims(map[string]any{"iat": strconv.FormatInt(now.Unix(), 10)})), wantMsg: "The token's claims are invalid."},
+		{name: "exp as a fraction is accepted", token: hs(claims(map[string]any{"exp": float64(now.Add(time.Hour).Unix()) + 0.5})), want: sandboxCaller},
+		{
+			name: "a crit header is rejected as malformed",
+			token: func(t *testing.T) string {
+				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
+				tok.Header["crit"] = []string{"foo"}
+				tok.Header["foo"] = 1
 				s, err := tok.SignedString(sandboxSecret)
 				if err != nil {
 					t.Fatal(err)

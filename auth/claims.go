@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -90,6 +93,34 @@ func (c *tokenClaims) caller(livemode bool) (cardrail.Caller, error) {
 	return caller, nil
 }
 
+// checkNumericDates refuses exp, nbf and iat given as anything but a JSON
+// number (RFC 7519 §2, NumericDate). The JWT library also takes a string
+// of digits, which no issuer should send.
+func checkNumericDates(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return errors.New("token does not have three segments")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fmt.Errorf("decode claims: %w", err)
+	}
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(raw, &dates); err != nil {
+		return fmt.Errorf("decode claims: %w", err)
+	}
+	for name, v := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
+		if len(v) > 0 && string(v) != "null" && v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+			return fmt.Errorf("%s is not a number", name)
+		}
+	}
+	return nil
+}
+
 // decodeOptional decodes raw into dst unless the claim is absent.
 func decodeOptional(raw json.RawMessage, dst any) error {
 	if len(raw) == 0 {
@@ -105,6 +136,8 @@ func checkSubject(sub string) error {
 		return errors.New("sub is missing or empty")
 	case !utf8.ValidString(sub):
 		return errors.New("sub is not valid UTF-8")
+	case strings.ContainsFunc(sub, unicode.IsControl):
+		return errors.New("sub holds a control character")
 	case utf8.RuneCountInString(sub) > maxSubjectLen:
 		return fmt.Errorf("sub is longer than %d characters", maxSubjectLen)
 	}

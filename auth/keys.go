@@ -38,11 +38,17 @@ func readHeader(token string) (alg, kid string, err error) {
 		return "", "", fmt.Errorf("decode header: %w", err)
 	}
 	var h struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
+		Alg  string          `json:"alg"`
+		Kid  string          `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
 	}
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return "", "", fmt.Errorf("decode header: %w", err)
+	}
+	if h.Crit != nil {
+		// RFC 7515 §4.1.11: a recipient must refuse a token whose crit
+		// names extensions it does not understand, and we understand none.
+		return "", "", errors.New("header names critical extensions (crit)")
 	}
 	return h.Alg, h.Kid, nil
 }
