@@ -24,13 +24,27 @@ import (
 // a json.Decoder token walk cost more than the rest of decoding.
 func exactFields(body []byte, t reflect.Type) error {
 	w := keyWalk{b: body}
-	return w.value(t, "")
+	if err := w.value(t, ""); err != nil {
+		return err
+	}
+	if w.nul {
+		return cardrail.Invalid(cardrail.FieldError{Field: "", Message: nulMessage})
+	}
+	return nil
 }
+
+// nulMessage refuses "\u0000" in a string: no field has a use for it, and
+// PostgreSQL cannot store it in text, so without this the same request
+// would be stored by SQLite and fail on PostgreSQL.
+const nulMessage = "must not contain the NUL character (\\u0000)"
 
 // keyWalk walks valid JSON.
 type keyWalk struct {
 	b []byte
 	i int
+	// nul is set by a string that decodes to hold a NUL, until the
+	// object holding it names the field.
+	nul bool
 }
 
 func (w *keyWalk) space() {
@@ -109,6 +123,9 @@ func (w *keyWalk) object(t reflect.Type, path string) error {
 			return nil
 		}
 		key := w.str()
+		if w.nul {
+			return fieldProblem(path, key, nulMessage)
+		}
 		w.space()
 		w.i++ // the colon
 		if many == nil && len(seen) == len(first) {
@@ -145,6 +162,9 @@ func (w *keyWalk) object(t reflect.Type, path string) error {
 		}
 		if err := w.value(next, sub); err != nil {
 			return err
+		}
+		if w.nul {
+			return fieldProblem(path, key, nulMessage)
 		}
 		w.space()
 		if w.i < len(w.b) && w.b[w.i] == ',' {
@@ -200,6 +220,9 @@ func (w *keyWalk) str() []byte {
 	}
 	var s string
 	_ = json.Unmarshal(raw, &s)
+	if strings.IndexByte(s, 0) >= 0 {
+		w.nul = true
+	}
 	return []byte(s)
 }
 

@@ -52,6 +52,10 @@ func TestExactFields(t *testing.T) {
 		`{"amount":1,"amount":2}`:                "amount",
 		`{"merchant":{"Mcc":"5411"}}`:            "merchant.Mcc",
 		`{"merchant":{"name":"a\"}","zip":"1"}}`: "merchant.zip",
+		`{"merchant":{"name":"a\u0000b"}}`:       "merchant.name: must not contain the NUL",
+		`{"currency":"US\u0000"}`:                "currency: must not contain the NUL",
+		`{"merchant":{"na\u0000me":"x"}}`:        "must not contain the NUL",
+		`{"merchant":{"name":"a\\u0000b"}}`:      "",
 	} {
 		err := exactFields([]byte(body), authorizeType)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
@@ -76,6 +80,9 @@ func TestExactFields(t *testing.T) {
 	}
 	if err := exactFields([]byte(keys(25, "k99")), cardType); err != nil {
 		t.Errorf("26 distinct metadata keys: %v", err)
+	}
+	if err := exactFields([]byte(`{"program":"p","metadata":{"k":"v\u0000"}}`), cardType); err == nil || !strings.Contains(err.Error(), "metadata.k: must not contain the NUL") {
+		t.Errorf("metadata value with NUL: %v", err)
 	}
 }
 

@@ -8,15 +8,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/cardrail/cardrail/ratelimit"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
+	"github.com/cardrail/cardrail/ratelimit"
 )
 
 // BasePath prefixes every API route.
@@ -107,6 +108,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = cardrail.NewReference(cardrail.PrefixRequest)
 	}
 	w.Header().Set("X-Request-Id", id)
+	// Every answer is for one caller at one moment (and one reveals a card
+	// number): no cache along the way may keep it.
+	w.Header().Set("Cache-Control", "no-store")
 	ri := &reqInfo{id: id}
 	ctx := context.WithValue(r.Context(), reqInfoKey{}, ri)
 	r = r.WithContext(cardrail.WithRequestID(ctx, id))
@@ -126,11 +130,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawPath = ""
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
+	// No object's name holds a control character, invalid UTF-8, an empty
+	// segment or a dot segment; answering those here keeps them from the
+	// database (PostgreSQL refuses NUL and invalid UTF-8 in text) and
+	// stops net/http from redirecting to a cleaned path.
+	if !cleanPath(r.URL.Path) {
+		s.writeError(sw, r, cardrail.Errorf(cardrail.CodeNotFound, "No such endpoint."))
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		s.noRoute(sw, r)
 		return
 	}
 	s.mux.ServeHTTP(sw, r)
+}
+
+// cleanPath reports whether p, which ends in "/", is a path the routes
+// could name: already clean, and free of control characters and invalid
+// UTF-8.
+func cleanPath(p string) bool {
+	if !printable(p) {
+		return false
+	}
+	c := path.Clean(p)
+	if c == "/" {
+		return p == "/"
+	}
+	return len(p) == len(c)+1 && p[:len(c)] == c
 }
 
 // noRoute answers 405 when the path exists under another method, else 404,
@@ -161,7 +187,7 @@ func (s *Server) observe(r *http.Request, ri *reqInfo, status int, d time.Durati
 	// LogAttrs with typed attributes: the access log runs on every
 	// request, and boxing each value for Log's ...any showed in profiles.
 	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("request_id", ri.id), slog.String("method", r.Method), slog.String("route", pattern),
+	attrs = append(attrs, slog.String("request_id", ri.id), slog.String("method", methodLabel(r.Method)), slog.String("route", pattern),
 		slog.Int("status", status), slog.Float64("duration_ms", float64(d.Microseconds())/1000))
 	if ri.caller != nil {
 		attrs = append(attrs, slog.String("sub", ri.caller.Subject), slog.Bool("livemode", ri.caller.Livemode))

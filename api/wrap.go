@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/cardrail/cardrail/ratelimit"
 	"io"
 	"net/http"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/ratelimit"
 )
 
 // wrap turns a route into an http.Handler: authentication, rate limits,
@@ -42,16 +42,43 @@ func (s *Server) wrap(rt route) http.Handler {
 		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
 			return
 		}
-		key := r.Header.Get("Idempotency-Key")
-		if r.Method != http.MethodPost || key == "" {
+		if err := checkQuery(r, rt.Name); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		keys := r.Header.Values("Idempotency-Key")
+		if r.Method != http.MethodPost || len(keys) == 0 {
 			s.write(w, s.run(rt, r, c))
 			return
 		}
-		s.idempotent(w, r, rt, c, key)
+		// A key that is sent must be usable: an empty one silently running
+		// the request without idempotency is how a client bug charges twice.
+		if len(keys) > 1 || !validKey(keys[0]) {
+			s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyInvalid, "Send one Idempotency-Key of 1 to 255 printable ASCII characters."))
+			return
+		}
+		s.idempotent(w, r, rt, c, keys[0])
 	})
 }
 
+// validKey reports whether an Idempotency-Key is 1 to 255 printable ASCII
+// characters.
+func validKey(key string) bool {
+	if key == "" || len(key) > 255 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < ' ' || key[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) authenticate(r *http.Request) (cardrail.Caller, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return cardrail.Caller{}, cardrail.Errorf(cardrail.CodeUnauthenticated, "Send one Authorization header.")
+	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
@@ -73,10 +100,6 @@ func (s *Server) run(rt route, r *http.Request, c cardrail.Caller) response {
 // and replayed byte for byte; a different request under the same key, or one
 // racing the first, is refused. 401, 429 and 5xx are not stored.
 func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c cardrail.Caller, key string) {
-	if len(key) > 255 {
-		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyInvalid, "Idempotency-Key must be 1 to 255 characters."))
-		return
-	}
 	body, err := readBody(r)
 	if err != nil {
 		s.writeError(w, r, err)
