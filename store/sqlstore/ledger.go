@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/cardrail/cardrail"
@@ -98,15 +99,28 @@ func (q *queries) post(ctx context.Context, e *ledger.Entry) error {
 				return fmt.Errorf("ensure system account: %w", err)
 			}
 		}
+		// The conditions hold no arithmetic, so that no balance can be
+		// carried past int64: PostgreSQL would fail the statement and
+		// SQLite would turn the sum into a float.
+		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+		if l.Amount > 0 {
+			hi -= l.Amount
+		} else {
+			lo -= l.Amount
+		}
 		var after int64
 		err := q.q.QueryRow(ctx, `UPDATE accounts SET balance = balance + $1
-			WHERE id = $2 AND currency = $3 AND livemode = $4 AND (balance + $1 >= 0 OR kind NOT IN ('wallet', 'card_available', 'card_held'))
-			RETURNING balance`, l.Amount, l.Account, e.Currency, e.Livemode).Scan(&after)
+			WHERE id = $2 AND currency = $3 AND livemode = $4 AND balance >= $5 AND balance <= $6
+			AND (balance >= $7 OR kind NOT IN ('wallet', 'card_available', 'card_held'))
+			RETURNING balance`, l.Amount, l.Account, e.Currency, e.Livemode, lo, hi, -l.Amount).Scan(&after)
 		if notFound(err) {
-			var exists int
-			if err2 := q.q.QueryRow(ctx, `SELECT 1 FROM accounts WHERE id = $1 AND currency = $2 AND livemode = $3`,
-				l.Account, e.Currency, e.Livemode).Scan(&exists); err2 != nil {
+			var balance int64
+			if err2 := q.q.QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1 AND currency = $2 AND livemode = $3`,
+				l.Account, e.Currency, e.Livemode).Scan(&balance); err2 != nil {
 				return fmt.Errorf("post %s: no account %s in %s", e.Type, l.Account, e.Currency)
+			}
+			if balance < lo || balance > hi {
+				return cardrail.Errorf(cardrail.CodeMaxBalanceExceeded, "The amount would take a balance beyond what the ledger can hold.")
 			}
 			return &ledger.InsufficientFunds{Account: l.Account}
 		}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"cmp"
 	"errors"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ var ledgerContracts = []contract{
 	{"an overdraft fails with insufficient funds and applies nothing", testOverdraft},
 	{"an invalid entry is rejected and applies nothing", testInvalidEntry},
 	{"system accounts may go negative", testSystemAccountsNegative},
+	{"no balance is carried past int64", testBalanceOverflow},
 	{"account balances sum to zero per currency", testAccountBalances},
 	{"card transactions list the card's lines newest first", testCardTransactions},
 }
@@ -379,5 +381,42 @@ func testCardTransactions(t *testing.T, s *sqlstore.Store) {
 
 	if p, err := s.CardTransactions(ctx, true, c.Reference, cardrail.ListParams{Limit: 10}); err != nil || len(p.Data) != 0 {
 		t.Errorf("CardTransactions in the other mode: %d lines, %v; want none", len(p.Data), err)
+	}
+}
+
+func testBalanceOverflow(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	wallet := fundWallet(t, s, false, "alice", "USD", 10)
+	funding := ledger.SystemAccount(false, "USD", ledger.Funding)
+	// A sandbox that took deposits for long enough: funding near the
+	// bottom of int64, then a wallet near the top.
+	for _, tc := range []struct {
+		name    string
+		account string
+		balance int64
+	}{
+		{"funding near the lowest balance", funding, math.MinInt64 + 5},
+		{"a wallet near the highest balance", wallet, math.MaxInt64 - 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Conn().Exec(ctx, `UPDATE accounts SET balance = $1 WHERE id = $2`, tc.balance, tc.account); err != nil {
+				t.Fatal(err)
+			}
+			before := balances(t, s, false)
+			e := ledger.Move(ledger.TypeDeposit, false, "USD", funding, wallet, 6)
+			err := s.Tx(ctx, func(tx cardrail.Tx) error { return tx.Post(ctx, &e) })
+			var ce *cardrail.Error
+			if !errors.As(err, &ce) || ce.Code != cardrail.CodeMaxBalanceExceeded {
+				t.Fatalf("deposit past int64: %v, want %s", err, cardrail.CodeMaxBalanceExceeded)
+			}
+			equal(t, "balances after the refused deposit", balances(t, s, false), before)
+			e = ledger.Move(ledger.TypeDeposit, false, "USD", funding, wallet, 5)
+			if err := s.Tx(ctx, func(tx cardrail.Tx) error { return tx.Post(ctx, &e) }); err != nil {
+				t.Fatalf("deposit up to the limit: %v", err)
+			}
+			if _, err := s.Conn().Exec(ctx, `UPDATE accounts SET balance = 0 WHERE id IN ($1, $2)`, funding, wallet); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
