@@ -140,7 +140,11 @@ func TestMetricsMethodLabel(t *testing.T) {
 	for _, m := range []string{"BREW", "M1", "M2"} {
 		alice.Do(m, "/programs/", nil)
 	}
+	alice.Do("GET", "//healthz", nil)
 	r := alice.Do("GET", "//metrics", nil)
+	if !strings.Contains(string(r.Body), `route="GET /healthz/"`) {
+		t.Errorf("health checks are not labelled by their route:\n%s", grepLines(string(r.Body), "cardrail_http_requests_total"))
+	}
 	if strings.Contains(string(r.Body), `method="BREW"`) || strings.Contains(string(r.Body), `method="M1"`) ||
 		!strings.Contains(string(r.Body), `method="other"`) {
 		t.Errorf("metrics keep raw methods:\n%s", grepLines(string(r.Body), "cardrail_http_requests_total"))

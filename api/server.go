@@ -138,10 +138,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(sw, r, cardrail.Errorf(cardrail.CodeNotFound, "No such endpoint."))
 		return
 	}
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
 		s.noRoute(sw, r)
 		return
 	}
+	// The route's pattern labels its metrics and log lines (the API routes
+	// set the same again; this covers health, readiness, metrics and the
+	// OpenAPI document).
+	ri.pattern = strings.TrimSuffix(pattern, "{$}")
 	s.mux.ServeHTTP(sw, r)
 }
 

@@ -3,7 +3,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +69,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str("CARDRAIL_LOG_LEVEL", &c.LogLevel)
 	if v := strings.TrimSpace(getenv("CARDRAIL_RATE_LIMIT")); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 {
+		if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 			return c, fmt.Errorf("CARDRAIL_RATE_LIMIT: %q is not a non-negative number", v)
 		}
 		c.RateLimit = f
@@ -94,10 +97,29 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.WebhookAllowPrivate = b
 	}
-	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return c, fmt.Errorf("CARDRAIL_DATABASE_URL: %q is neither sqlite:PATH nor postgres://…", c.DatabaseURL)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return c, fmt.Errorf("CARDRAIL_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if err := CheckDatabaseURL(c.DatabaseURL); err != nil {
+		return c, fmt.Errorf("CARDRAIL_DATABASE_URL: %w", err)
 	}
 	return c, nil
+}
+
+// CheckDatabaseURL says what is wrong with a database URL's form. It never
+// repeats the URL, which may hold a password.
+func CheckDatabaseURL(url string) error {
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		if strings.TrimSpace(path) == "" {
+			return errors.New("sqlite: needs a file path, as in sqlite:cardrail.db")
+		}
+		return nil
+	}
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return nil
+	}
+	return errors.New("must be sqlite:PATH or postgres://… (the value given is neither; not shown, as it may hold a password)")
 }
 
 // ProductionEnabled reports whether production tokens can be verified.

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -28,15 +29,29 @@ func TestFromEnv(t *testing.T) {
 		}
 	})
 	for name, vars := range map[string]map[string]string{
-		"a negative rate limit":      {"CARDRAIL_RATE_LIMIT": "-1"},
-		"a hold window without unit": {"CARDRAIL_HOLD_WINDOW": "168"},
-		"a non-boolean switch":       {"CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "maybe"},
-		"an unknown database":        {"CARDRAIL_DATABASE_URL": "mysql://db"},
-		"zero executors":             {"CARDRAIL_AUTH_EXECUTORS": "0"},
+		"a negative rate limit":       {"CARDRAIL_RATE_LIMIT": "-1"},
+		"a hold window without unit":  {"CARDRAIL_HOLD_WINDOW": "168"},
+		"a non-boolean switch":        {"CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "maybe"},
+		"an unknown database":         {"CARDRAIL_DATABASE_URL": "mysql://db"},
+		"zero executors":              {"CARDRAIL_AUTH_EXECUTORS": "0"},
+		"a rate limit of NaN":         {"CARDRAIL_RATE_LIMIT": "NaN"},
+		"an infinite rate limit":      {"CARDRAIL_RATE_LIMIT": "+Inf"},
+		"an unknown log level":        {"CARDRAIL_LOG_LEVEL": "verbose"},
+		"a SQLite URL without a path": {"CARDRAIL_DATABASE_URL": "sqlite:"},
+		"a misspelt scheme":           {"CARDRAIL_DATABASE_URL": "postgress://u:hunter2@db/x"},
 	} {
 		t.Run("refuses "+name, func(t *testing.T) {
-			if _, err := config.FromEnv(env(vars)); err == nil {
+			_, err := config.FromEnv(env(vars))
+			if err == nil {
 				t.Fatal("accepted")
+			}
+			for k := range vars {
+				if !strings.HasPrefix(err.Error(), k+": ") {
+					t.Errorf("%v does not name %s first", err, k)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("%v shows the password", err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -79,7 +80,20 @@ func Dial(url string, perSecond float64, burst int, log *slog.Logger) (*Fallback
 	if opt.DialerRetries == 0 {
 		opt.DialerRetries = 1 // the Fallback itself retries, once a RetryInterval
 	}
+	// go-redis writes its own lines (failed dials) as plain text to stderr,
+	// which breaks a JSON log; they go through slog instead, at debug,
+	// since the Fallback logs the degraded and recovered states itself.
+	if log != nil {
+		redis.SetLogger(redisLog{log})
+	}
 	return NewFallback(NewRedis(redis.NewClient(opt), perSecond, burst), log), nil
+}
+
+// redisLog adapts slog to go-redis's logger.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }
 
 func newFallback(r remote, perSecond float64, burst int, log *slog.Logger) *Fallback {

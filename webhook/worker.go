@@ -159,21 +159,40 @@ func (w *Worker) runOnce(ctx context.Context) (int, error) {
 
 // Run delivers until ctx ends, polling every PollInterval while idle.
 func (w *Worker) Run(ctx context.Context) {
+	wait := w.opts.PollInterval
+	failing := false
 	for {
 		n, err := w.runOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			w.opts.Log.Error("webhooks", "error", err.Error())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// While the database is away, back off (doubling up to
+			// maxFailureWait) so that an outage is a few log lines a
+			// minute, not four a second.
+			w.opts.Log.Error("webhooks", "error", err.Error(), "retry_in", wait.String())
+			failing = true
+		case err == nil && failing:
+			w.opts.Log.Info("webhooks recovered")
+			failing = false
 		}
-		if n > 0 && err == nil {
-			continue
+		if err == nil {
+			wait = w.opts.PollInterval
+			if n > 0 {
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(w.opts.PollInterval):
+		case <-time.After(wait):
+		}
+		if err != nil {
+			wait = min(2*wait, maxFailureWait)
 		}
 	}
 }
+
+// maxFailureWait bounds the back-off between passes that fail.
+const maxFailureWait = 30 * time.Second
 
 // dispatch turns the next batch of committed events into deliveries, in the
 // transaction that moves the dispatch cursor past them.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -58,25 +59,60 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "serve":
 		setGCPercent(getenv)
-		return serve(ctx, cfg, args[1:], stdout)
+		err = serve(ctx, cfg, args[1:], stdout, stderr)
 	case "migrate":
-		s, err := app.OpenStore(ctx, cfg.DatabaseURL)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "migrations applied to %s\n", redact(cfg.DatabaseURL))
-		return s.Close()
+		err = migrate(ctx, cfg, args[1:], stdout, stderr)
 	case "token":
-		return token(ctx, cfg, args[1:], stdout, stderr)
+		err = token(ctx, cfg, args[1:], stdout, stderr)
 	case "bench":
 		setGCPercent(getenv) // the in-process server runs as serve would
-		return benchCmd(ctx, cfg, args[1:], stdout, stderr)
+		err = benchCmd(ctx, cfg, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
 	}
-	fmt.Fprintln(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set has printed its usage
+	}
+	return err
+}
+
+// parseFlags parses a command's flags, refusing arguments left over (a
+// typo there would otherwise be ignored) and a database URL of the wrong
+// form.
+func parseFlags(fs *flag.FlagSet, args []string, cfg *config.Config) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	if err := config.CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("%s: --database-url: %w", fs.Name(), err)
+	}
+	return nil
+}
+
+func databaseFlag(fs *flag.FlagSet, cfg *config.Config) {
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "sqlite:PATH or postgres://… (CARDRAIL_DATABASE_URL)")
+}
+
+func migrate(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	databaseFlag(fs, &cfg)
+	if err := parseFlags(fs, args, &cfg); err != nil {
+		return err
+	}
+	s, err := app.OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "migrations applied to %s\n", redact(cfg.DatabaseURL))
+	return s.Close()
 }
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
@@ -100,13 +136,17 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-func serve(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (CARDRAIL_ADDR)")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "sqlite:PATH or postgres://… (CARDRAIL_DATABASE_URL)")
-	workEvery := fs.Duration("worker-interval", 5*time.Second, "how often background jobs run")
-	if err := fs.Parse(args); err != nil {
+	databaseFlag(fs, &cfg)
+	workEvery := fs.Duration("worker-interval", 5*time.Second, "how often background jobs run (hold expiry, card expiry, key purge)")
+	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
+	}
+	if *workEvery <= 0 {
+		return fmt.Errorf("serve: --worker-interval must be positive, not %s", *workEvery)
 	}
 	log := newLogger(stdout, cfg.LogLevel)
 	a, err := app.New(ctx, cfg, log)
@@ -114,6 +154,10 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout io.Writ
 		return err
 	}
 	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("CARDRAIL_ADDR (--addr) %q: %w", cfg.Addr, err)
+	}
 
 	srv := &http.Server{
 		Addr: cfg.Addr, Handler: a.Handler(),
@@ -128,7 +172,7 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout io.Writ
 		a.Workers(workers, *workEvery)
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	log.Info("cardrail serving", "addr", cfg.Addr, "database", redact(cfg.DatabaseURL),
 		"production", cfg.ProductionEnabled(), "hint", "mint a sandbox token with: cardrail token --sub alice")
 
@@ -175,7 +219,8 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
 	var rs roles
 	fs.Var(&rs, "role", "a role (ops); repeatable")
-	if err := fs.Parse(args); err != nil {
+	databaseFlag(fs, &cfg)
+	if err := parseFlags(fs, args, &cfg); err != nil {
 		return err
 	}
 	if *sub == "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,5 +34,57 @@ func TestTokenCommand(t *testing.T) {
 		if err := run(t.Context(), args, getenv, &out, &errOut); err == nil || out.Len() > 0 {
 			t.Errorf("%v: printed %q, err %v; want an error and no token", args, out.String(), err)
 		}
+	}
+}
+
+// TestCommandFlags: every command takes --database-url and --help, and
+// refuses what it would otherwise ignore or crash on.
+func TestCommandFlags(t *testing.T) {
+	dir := t.TempDir()
+	getenv := func(k string) string {
+		if k == "CARDRAIL_DATABASE_URL" {
+			return "sqlite:" + filepath.Join(dir, "env.db")
+		}
+		return ""
+	}
+	var out, errOut bytes.Buffer
+	flagDB := filepath.Join(dir, "flag.db")
+	if err := run(t.Context(), []string{"migrate", "--database-url", "sqlite:" + flagDB}, getenv, &out, &errOut); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if _, err := os.Stat(flagDB); err != nil || !strings.Contains(out.String(), flagDB) {
+		t.Fatalf("migrate --database-url: printed %q, file: %v", out.String(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "env.db")); err == nil {
+		t.Error("migrate --database-url also migrated the environment's database")
+	}
+	// A token minted from the flag's database, not the environment's.
+	out.Reset()
+	if err := run(t.Context(), []string{"token", "--sub", "a", "--database-url", "sqlite:" + flagDB}, getenv, &out, &errOut); err != nil || out.Len() == 0 {
+		t.Fatalf("token --database-url: %v", err)
+	}
+	for _, cmd := range []string{"serve", "migrate", "token", "bench"} {
+		out.Reset()
+		if err := run(t.Context(), []string{cmd, "--help"}, getenv, &out, &errOut); err != nil {
+			t.Errorf("%s --help: %v, want usage and no error", cmd, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"serve", "typo"},
+		{"migrate", "extra"},
+		{"token", "--sub", "a", "extra"},
+		{"serve", "--worker-interval", "0s"},
+		{"serve", "--worker-interval", "-1s"},
+		{"migrate", "--database-url", "postgress://u:hunter2@db/x"},
+	} {
+		err := run(t.Context(), args, getenv, &out, &errOut)
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: %v, want a refusal that shows no password", args, err)
+		}
+	}
+	// A listen address that cannot be used is named as such.
+	err := run(t.Context(), []string{"serve", "--addr", "notanaddr", "--database-url", "sqlite:" + flagDB}, getenv, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "CARDRAIL_ADDR") {
+		t.Errorf("serve --addr notanaddr: %v", err)
 	}
 }
