@@ -192,7 +192,7 @@ func (prodProvider) Sandbox() bool { return false }
 // productionEnv starts an app with production tokens verified by an RSA key,
 // a production program open in NG routed to a registered production partner,
 // and returns a function minting production tokens.
-func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, kyc string) string) {
+func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, kyc string, roles ...string) string) {
 	env, sign := apptest.NewProduction(t, url)
 	env.App.Registry.Register(prodProvider{sandbox.New(sandbox.Config{Name: "partner_ng", Countries: []string{"NG"}, Currencies: []string{"NGN", "USD"}, Secret: []byte("x")})})
 	ctx := context.Background()
@@ -212,8 +212,12 @@ func productionEnv(t *testing.T, url string) (*apptest.Env, func(sub, country, k
 	if err != nil {
 		t.Fatal(err)
 	}
-	mint := func(sub, country, kyc string) string {
-		return sign(jwt.MapClaims{"sub": sub, "country": country, "kyc": kyc})
+	mint := func(sub, country, kyc string, roles ...string) string {
+		claims := jwt.MapClaims{"sub": sub, "country": country, "kyc": kyc}
+		if len(roles) > 0 {
+			claims["roles"] = roles
+		}
+		return sign(claims)
 	}
 	return env, mint
 }
@@ -263,7 +267,8 @@ func TestModesAndProductionGating(t *testing.T) {
 			{"unverified caller", mint("bob", "NG", ""), "ngn_live", 403, "verification_required"},
 			{"country not activated", mint("carol", "KE", "verified"), "ngn_live", 403, "country_not_activated"},
 			{"no provider supports the country", mint("dave", "GB", "verified"), "usd_live", 403, "provider_unsupported"},
-			{"production cannot use a sandbox program", mint("erin", "NG", "verified"), "usd_visa_virtual", 422, "validation_failed"},
+			{"production's copy of the catalogue starts disabled", mint("erin", "NG", "verified"), "usd_visa_virtual", 409, "program_disabled"},
+			{"a program production does not have", mint("erin", "NG", "verified"), "sandbox_only_code", 422, "validation_failed"},
 		}
 		for _, tc := range gating {
 			t.Run(tc.name, func(t *testing.T) {
@@ -273,6 +278,33 @@ func TestModesAndProductionGating(t *testing.T) {
 				}
 			})
 		}
+		t.Run("an operator opens the catalogue in production up to the partner", func(t *testing.T) {
+			ops := env.WithToken(mint("jane", "US", "verified", "ops"))
+			frank := env.WithToken(mint("frank", "US", "verified"))
+			frank.Must(409, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+			ops.Must(200, "POST", "/ops/programs/usd_visa_virtual/enable/", nil)
+			if r := frank.Do("POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}); r.Status != 403 || r.Code() != "country_not_activated" {
+				t.Fatalf("enabled, no market: %d %s", r.Status, r.Body)
+			}
+			ops.Must(200, "POST", "/ops/programs/usd_visa_virtual/countries/", map[string]any{"activate": []string{"US"}})
+			var listed map[string]any
+			for _, p := range frank.Must(200, "GET", "/programs/", nil).JSON()["data"].([]any) {
+				if p.(map[string]any)["code"] == "usd_visa_virtual" {
+					listed = p.(map[string]any)
+				}
+			}
+			if listed == nil || listed["livemode"] != true || len(listed["providers"].([]any)) != 0 {
+				t.Fatalf("production usd_visa_virtual listed as %v", listed)
+			}
+			// No production partner ships, so issuing stops at routing.
+			if r := frank.Do("POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}); r.Status != 403 || r.Code() != "provider_unsupported" {
+				t.Fatalf("no partner: %d %s", r.Status, r.Body)
+			}
+			// The sandbox partners are not production's to switch.
+			ops.Must(404, "POST", "/ops/providers/sandbox_alpha/enable/", nil)
+			ops.Must(200, "POST", "/ops/providers/partner_ng/disable/", nil)
+			ops.Must(200, "POST", "/ops/providers/partner_ng/enable/", nil)
+		})
 		t.Run("an operator's verification overrides the token", func(t *testing.T) {
 			ctx := context.Background()
 			if err := env.App.Store.Tx(ctx, func(tx cardrail.Tx) error {

@@ -101,9 +101,9 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	if err != nil {
 		return nil, fmt.Errorf("token verification: %w", err)
 	}
-	if err := seedCatalogue(ctx, store); err != nil {
+	if err := seedCatalogue(ctx, store, cfg.ProductionEnabled()); err != nil {
 		verifier.Close()
-		return nil, fmt.Errorf("seed sandbox catalogue: %w", err)
+		return nil, fmt.Errorf("seed catalogue: %w", err)
 	}
 	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log, Keys: keys})
 	if n, err := webhooks.SealStoredSecrets(ctx); err != nil {

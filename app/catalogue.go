@@ -54,21 +54,35 @@ func registerSandboxPartners(reg *provider.Registry, secret []byte) map[string]*
 	return out
 }
 
-// seedCatalogue writes each sandbox program that does not exist yet, so an
-// operator's later changes to a program are never overwritten by a restart.
-func seedCatalogue(ctx context.Context, store cardrail.Store) error {
+// seedCatalogue writes each catalogue program that does not exist yet, so
+// an operator's later changes to a program are never overwritten by a
+// restart. Sandbox gets the catalogue enabled, as it is. Once production is
+// configured it gets the same programs too, but disabled, in no market and
+// routed to no partner: Cardrail ships no production partner, so an
+// operator enables a program and activates its markets (ops API), and
+// issuing answers provider_unsupported until a partner adapter is
+// registered and named in the program (see README, Configuration).
+func seedCatalogue(ctx context.Context, store cardrail.Store, production bool) error {
 	return store.Tx(ctx, func(tx cardrail.Tx) error {
 		for _, p := range sandboxCatalogue {
-			_, err := tx.Program(ctx, false, p.Code)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, cardrail.ErrNoRows) {
-				return err
-			}
+			live := p
+			live.Status, live.Livemode, live.Markets, live.Providers = cardrail.ProgramDisabled, true, []string{}, []string{}
 			p.Status, p.Livemode = cardrail.ProgramEnabled, false
-			if err := tx.SaveProgram(ctx, &p); err != nil {
-				return err
+			seeds := []cardrail.Program{p}
+			if production {
+				seeds = append(seeds, live)
+			}
+			for _, p := range seeds {
+				_, err := tx.Program(ctx, p.Livemode, p.Code)
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, cardrail.ErrNoRows) {
+					return err
+				}
+				if err := tx.SaveProgram(ctx, &p); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -139,7 +139,10 @@ func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, ac
 // operator's mode. The provider must be registered or named by a program.
 func (s *Service) SetProviderEnabled(ctx context.Context, c cardrail.Caller, name string, enabled bool) (*cardrail.ProviderState, error) {
 	known := false
-	if _, ok := s.registry.Lookup(name); ok {
+	// A partner is known to a mode when an adapter for that mode is
+	// registered under the name (sandbox adapters never serve production),
+	// or when one of the mode's programs routes to it.
+	if p, ok := s.registry.Lookup(name); ok && p.Sandbox() != c.Livemode {
 		known = true
 	} else {
 		programs, err := s.store.Programs(ctx, c.Livemode)
