@@ -167,6 +167,21 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("auth: production public keys: %w", err)
 		}
 	}
+	if v.sandbox != nil && v.ProductionEnabled() {
+		// Whoever signs sandbox tokens must not be able to sign production
+		// ones: a key in both would make the mode depend on a header.
+		production := []any{}
+		if v.production != nil {
+			production = v.production.publicKeys(lifetime)
+		}
+		if v.pem != nil {
+			production = append(production, v.pem.keys...)
+		}
+		if sharedKey(v.sandbox.publicKeys(lifetime), production) {
+			cancel()
+			return nil, errors.New("auth: a public key in CARDRAIL_SANDBOX_JWKS_URL also verifies production tokens; production needs keys of its own")
+		}
+	}
 	if !stop() {
 		// ctx ended while the sources were loading and took the refresh
 		// lifetime with it.

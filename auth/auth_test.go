@@ -480,6 +480,21 @@ func TestJWKSModes(t *testing.T) {
 		})
 	}
 
+	t.Run("a key that would verify both modes is refused at start", func(t *testing.T) {
+		for name, cfg := range map[string]auth.Config{
+			"in the production PEM file": {SandboxSecret: sandboxSecret, SandboxJWKSURL: sandboxJWKS.URL,
+				ProductionPublicKeyFile: writeFile(t, pemPublic(t, &prodEC.PublicKey, &sandboxRSA.PublicKey))},
+			"in the production JWKS": {SandboxSecret: sandboxSecret, SandboxJWKSURL: sandboxJWKS.URL,
+				ProductionJWKSURL: serveJWKS(t, ecJWK(t, "prod-copy", &sandboxEC.PublicKey)).URL},
+		} {
+			v, err := auth.New(t.Context(), cfg)
+			if err == nil {
+				v.Close()
+				t.Errorf("%s: accepted a sandbox key for production", name)
+			}
+		}
+	})
+
 	t.Run("rotated production key is picked up without a restart", func(t *testing.T) {
 		// A fresh verifier, because an unknown kid may trigger only one
 		// refetch every five minutes and the cases above spent it.

@@ -112,6 +112,39 @@ func loadJWKS(lifetime context.Context, url string, client *http.Client, src *ke
 	return s, nil
 }
 
+// publicKeys is every signing key the cached document holds.
+func (s *jwksSource) publicKeys(ctx context.Context) []any {
+	keys, err := s.storage.KeyReadAll(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []any
+	for _, jwk := range keys {
+		for _, alg := range []string{algRS256, algES256} {
+			if k, err := usableKey(jwk, alg); err == nil {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// sharedKey reports whether a key of one set is also in the other.
+func sharedKey(a, b []any) bool {
+	for _, x := range a {
+		eq, ok := x.(interface{ Equal(crypto.PublicKey) bool })
+		if !ok {
+			continue
+		}
+		for _, y := range b {
+			if eq.Equal(y) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // key returns the key with the given kid if it can verify alg. With fetch
 // false it looks only at the cached document; with fetch true an unknown kid
 // may refetch it, so that rotated keys are picked up without a restart.
