@@ -433,6 +433,18 @@ func TestProductionPublicKeyFile(t *testing.T) {
 		})
 	}
 
+	t.Run("an RSA key under 2048 bits is refused at start", func(t *testing.T) {
+		small, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := auth.New(t.Context(), auth.Config{SandboxSecret: sandboxSecret, ProductionPublicKeyFile: writeFile(t, pemPublic(t, &small.PublicKey))})
+		if err == nil {
+			v.Close()
+			t.Fatal("accepted an RSA-1024 production key")
+		}
+	})
+
 	t.Run("RS256 token is rejected when the file holds only an EC key", func(t *testing.T) {
 		v := newVerifier(t, auth.Config{SandboxSecret: sandboxSecret, ProductionPublicKeyFile: writeFile(t, pemPublic(t, &ecKey.PublicKey))})
 		check(t, v, sign(t, jwt.SigningMethodRS256, rsaKey, "", claims(nil)), nil, "The token's signing key is not known.")

@@ -56,11 +56,15 @@ func readHeader(token string) (alg, kid string, err error) {
 // keyFits reports whether key can verify a signature made with alg. The
 // check is ours rather than the JWT library's so that a key of the wrong
 // kind is never even offered to a signature method.
+// minRSABits is the smallest RSA key accepted.
+const minRSABits = 2048
+
 func keyFits(alg string, key any) bool {
 	switch alg {
 	case algRS256:
-		_, ok := key.(*rsa.PublicKey)
-		return ok
+		// RFC 7518 §3.3: RS256 keys are 2048 bits or larger.
+		k, ok := key.(*rsa.PublicKey)
+		return ok && k.N.BitLen() >= minRSABits
 	case algES256:
 		k, ok := key.(*ecdsa.PublicKey)
 		return ok && k.Curve == elliptic.P256()
@@ -236,7 +240,7 @@ func loadPEM(path string, src *keySource) (*pemSource, error) {
 			return nil, fmt.Errorf("%s: block %d: %w", path, n, err)
 		}
 		if !keyFits(algRS256, key) && !keyFits(algES256, key) {
-			return nil, fmt.Errorf("%s: block %d: %T is neither an RSA nor a P-256 ECDSA key", path, n, key)
+			return nil, fmt.Errorf("%s: block %d: %T is neither an RSA key of %d bits or more nor a P-256 ECDSA key", path, n, key, minRSABits)
 		}
 		s.keys = append(s.keys, key)
 	}

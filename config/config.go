@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +99,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.WebhookAllowPrivate = b
 	}
+	if n := len(c.SandboxJWTSecret); n > 0 && n < 32 {
+		return c, fmt.Errorf("CARDRAIL_SANDBOX_JWT_SECRET: %d bytes is too short; an HS256 key is at least 32 bytes (RFC 7518 §3.2)", n)
+	}
+	for name, raw := range map[string]string{"CARDRAIL_SANDBOX_JWKS_URL": c.SandboxJWKSURL, "CARDRAIL_PRODUCTION_JWKS_URL": c.ProductionJWKSURL} {
+		if err := checkJWKSURL(raw); err != nil {
+			return c, fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return c, fmt.Errorf("CARDRAIL_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
@@ -105,6 +115,30 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("CARDRAIL_DATABASE_URL: %w", err)
 	}
 	return c, nil
+}
+
+// checkJWKSURL requires https for a key set fetched over the network: over
+// plain http anyone on the path could substitute keys. Loopback may use
+// http (a key server on the same host, and tests).
+func checkJWKSURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("is not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); host == "localhost" || err == nil && ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("must be https (plain http only on loopback)")
+	}
+	return errors.New("must be an https URL")
 }
 
 // CheckDatabaseURL says what is wrong with a database URL's form. It never

@@ -20,11 +20,11 @@ func TestFromEnv(t *testing.T) {
 	t.Run("values are read and typed", func(t *testing.T) {
 		c, err := config.FromEnv(env(map[string]string{
 			"CARDRAIL_ADDR": "0.0.0.0:9000", "CARDRAIL_DATABASE_URL": "postgres://db/cardrail", "CARDRAIL_RATE_LIMIT": "0",
-			"CARDRAIL_HOLD_WINDOW": "2h", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "true", "CARDRAIL_SANDBOX_JWT_SECRET": " spaced ",
+			"CARDRAIL_HOLD_WINDOW": "2h", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "true", "CARDRAIL_SANDBOX_JWT_SECRET": " spaced secret of thirty-two bytes ",
 			"CARDRAIL_PRODUCTION_JWKS_URL": "https://idp/jwks", "CARDRAIL_AUTH_EXECUTORS": "3",
 		}))
 		if err != nil || c.Addr != "0.0.0.0:9000" || c.RateLimit != 0 || c.HoldWindow != 2*time.Hour || !c.WebhookAllowPrivate ||
-			c.SandboxJWTSecret != " spaced " || !c.ProductionEnabled() || c.AuthExecutors != 3 {
+			c.SandboxJWTSecret != " spaced secret of thirty-two bytes " || !c.ProductionEnabled() || c.AuthExecutors != 3 {
 			t.Fatalf("%+v, %v", c, err)
 		}
 	})
@@ -38,6 +38,8 @@ func TestFromEnv(t *testing.T) {
 		"an infinite rate limit":      {"CARDRAIL_RATE_LIMIT": "+Inf"},
 		"an unknown log level":        {"CARDRAIL_LOG_LEVEL": "verbose"},
 		"a SQLite URL without a path": {"CARDRAIL_DATABASE_URL": "sqlite:"},
+		"a short sandbox secret":      {"CARDRAIL_SANDBOX_JWT_SECRET": "short"},
+		"a production JWKS over http": {"CARDRAIL_PRODUCTION_JWKS_URL": "http://keys.example.com/jwks.json"},
 		"a misspelt scheme":           {"CARDRAIL_DATABASE_URL": "postgress://u:hunter2@db/x"},
 	} {
 		t.Run("refuses "+name, func(t *testing.T) {
