@@ -106,9 +106,14 @@ func TestWebhookEndpoints(t *testing.T) {
 				}
 			})
 		}
-		t.Run("sandbox endpoints may be plain http on loopback and private networks", func(t *testing.T) {
-			for _, u := range []string{"http://localhost:8081/hooks", "http://[::1]:9/hooks", "http://10.1.2.3/hooks", "https://192.168.1.20/hooks"} {
+		t.Run("sandbox endpoints may be plain http on loopback only", func(t *testing.T) {
+			for _, u := range []string{"http://localhost:8081/hooks", "http://[::1]:9/hooks", "http://127.0.0.2/hooks", "https://93.184.216.34/hooks"} {
 				ops.Must(201, "POST", "/ops/webhook-endpoints/", map[string]any{"url": u, "events": []string{"*"}})
+			}
+			for _, u := range []string{"http://10.1.2.3/hooks", "https://192.168.1.20/hooks", "http://93.184.216.34/hooks", "http://169.254.169.254/"} {
+				if r := ops.Do("POST", "/ops/webhook-endpoints/", map[string]any{"url": u, "events": []string{"*"}}); r.Status != 422 || r.Code() != "webhook_url_refused" {
+					t.Errorf("%s: %d %s, want webhook_url_refused", u, r.Status, r.Body)
+				}
 			}
 		})
 		t.Run("cardholder tokens are refused", func(t *testing.T) {

@@ -25,9 +25,13 @@ type reach int
 const (
 	// reachPublic is production's: public unicast addresses only.
 	reachPublic reach = iota
-	// reachPrivate adds loopback and private networks: sandbox endpoints
-	// (local development), and production when CARDRAIL_WEBHOOK_ALLOW_PRIVATE
-	// is set.
+	// reachLoopback is sandbox's: public addresses and this host's
+	// loopback (a receiver in local development), but no other private
+	// network, so a sandbox operator cannot aim the server inside it.
+	reachLoopback
+	// reachPrivate adds every private network, in either mode, when
+	// CARDRAIL_WEBHOOK_ALLOW_PRIVATE is set (a receiver in the same
+	// container network, for one).
 	reachPrivate
 )
 
@@ -66,7 +70,10 @@ func (r reach) refusal(addr netip.Addr) string {
 			return fmt.Sprintf("%s is a link-local, multicast or unspecified address", addr)
 		}
 	}
-	if r == reachPublic {
+	if r == reachLoopback && addr.IsLoopback() {
+		return ""
+	}
+	if r != reachPrivate {
 		for _, p := range nonPublic {
 			if p.Contains(addr) {
 				return fmt.Sprintf("%s is not a public address", addr)
@@ -78,17 +85,21 @@ func (r reach) refusal(addr netip.Addr) string {
 
 // reachFor is the reach of an endpoint in a mode.
 func (w *Worker) reachFor(livemode bool) reach {
-	if livemode && !w.opts.AllowPrivate {
+	switch {
+	case w.opts.AllowPrivate:
+		return reachPrivate
+	case livemode:
 		return reachPublic
 	}
-	return reachPrivate
+	return reachLoopback
 }
 
 const maxURLLength = 2048
 
 // checkURL applies the registration policy to raw: http or https without
-// credentials; production endpoints https only and, after resolving the
-// host, only on addresses the mode may reach. Every refusal is a
+// credentials; production endpoints https only, sandbox ones plain http
+// only on loopback; and, after resolving the host, only addresses the mode
+// may reach. Every refusal is a
 // webhook_url_refused error saying why.
 func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error {
 	refuse := func(format string, args ...any) error {
@@ -117,10 +128,16 @@ func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error 
 		return refuse("Production endpoints must use https.")
 	}
 	r := w.reachFor(livemode)
+	// Sandbox may use plain http for a receiver on this host only.
+	plainHTTP := scheme == "http" && r == reachLoopback
+	const httpLoopbackOnly = "Sandbox endpoints may use plain http on loopback only; use https, or set CARDRAIL_WEBHOOK_ALLOW_PRIVATE=true."
 	host := u.Hostname()
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if why := r.refusal(addr); why != "" {
 			return refuse("The URL's host is refused: %s.", why)
+		}
+		if plainHTTP && !addr.Unmap().IsLoopback() {
+			return refuse(httpLoopbackOnly)
 		}
 		return nil
 	}
@@ -128,7 +145,7 @@ func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error 
 	defer cancel()
 	addrs, err := w.opts.Resolver.LookupNetIP(lookup, "ip", host)
 	if err != nil || len(addrs) == 0 {
-		if livemode {
+		if livemode || plainHTTP {
 			return refuse("The URL's host %q does not resolve.", host)
 		}
 		// A sandbox endpoint may name a host that only resolves where the
@@ -136,6 +153,9 @@ func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error 
 		return nil
 	}
 	for _, a := range addrs {
+		if plainHTTP && !a.Unmap().IsLoopback() {
+			return refuse(httpLoopbackOnly)
+		}
 		if why := r.refusal(a); why != "" {
 			return refuse("The URL's host %q resolves to a refused address: %s.", host, why)
 		}

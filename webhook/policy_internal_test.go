@@ -42,8 +42,32 @@ func TestAddressPolicy(t *testing.T) {
 				t.Errorf("production reachable = %v, want %v (%s)", got, tc.public, reachPublic.refusal(a))
 			}
 			if got := reachPrivate.refusal(a) == ""; got != tc.private {
-				t.Errorf("sandbox reachable = %v, want %v (%s)", got, tc.private, reachPrivate.refusal(a))
+				t.Errorf("with private networks allowed, reachable = %v, want %v (%s)", got, tc.private, reachPrivate.refusal(a))
+			}
+			// Sandbox: what production reaches, plus this host's loopback.
+			loopback := map[string]bool{"127.0.0.1": true, "::1": true, "::ffff:127.0.0.1": true}[tc.addr]
+			if got, want := reachLoopback.refusal(a) == "", tc.public || loopback; got != want {
+				t.Errorf("sandbox reachable = %v, want %v (%s)", got, want, reachLoopback.refusal(a))
 			}
 		})
+	}
+}
+
+// TestReachByMode: sandbox reaches loopback but no other private network
+// unless private networks are allowed, which opens them to both modes.
+func TestReachByMode(t *testing.T) {
+	for _, tc := range []struct {
+		allowPrivate, livemode bool
+		want                   reach
+	}{
+		{false, false, reachLoopback},
+		{false, true, reachPublic},
+		{true, false, reachPrivate},
+		{true, true, reachPrivate},
+	} {
+		w := &Worker{opts: Options{AllowPrivate: tc.allowPrivate}}
+		if got := w.reachFor(tc.livemode); got != tc.want {
+			t.Errorf("allow private %v, livemode %v: reach %d, want %d", tc.allowPrivate, tc.livemode, got, tc.want)
+		}
 	}
 }
