@@ -113,6 +113,19 @@ func TestRequestHygiene(t *testing.T) {
 			t.Errorf("a 255-character key: %d", res.StatusCode)
 		}
 
+		// A request id that is not printable ASCII is replaced, not stored:
+		// audited actions write it into PostgreSQL text.
+		for _, id := range []string{"req\xff", "r\xc3q"} {
+			r := ops.Do("POST", "/ops/managed-cards/"+card+"/block/", nil, "X-Request-Id", id)
+			if r.Status != 200 || r.Header.Get("X-Request-Id") == id || r.Header.Get("X-Request-Id") == "" {
+				t.Errorf("X-Request-Id %q: %d %s, echoed %q", id, r.Status, r.Body, r.Header.Get("X-Request-Id"))
+			}
+			ops.Must(200, "POST", "/ops/managed-cards/"+card+"/unblock/", nil)
+		}
+		if r := ops.Do("GET", "/ops/audit-log/?limit=1", nil, "X-Request-Id", "mine 42"); r.Header.Get("X-Request-Id") != "mine 42" {
+			t.Errorf("a printable request id is not echoed: %q", r.Header.Get("X-Request-Id"))
+		}
+
 		// Two Authorization headers are refused; every answer is no-store.
 		req, _ := http.NewRequest("GET", env.Server.URL+"/cards/api/v1/wallets/", nil)
 		req.Header.Add("Authorization", "Bearer "+alice.Token)

@@ -104,13 +104,15 @@ func info(r *http.Request) *reqInfo {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
-	if id == "" || len(id) > 200 || strings.ContainsAny(id, "\r\n") {
+	// Echoed and stored (audit rows) only as 1 to 200 printable ASCII
+	// characters; PostgreSQL would refuse some other bytes in text.
+	if len(id) > 200 || !validKey(id) {
 		id = cardrail.NewReference(cardrail.PrefixRequest)
 	}
 	w.Header().Set("X-Request-Id", id)
 	// Every answer is for one caller at one moment (and one reveals a card
 	// number): no cache along the way may keep it.
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	ri := &reqInfo{id: id}
 	ctx := context.WithValue(r.Context(), reqInfoKey{}, ri)
 	r = r.WithContext(cardrail.WithRequestID(ctx, id))
@@ -149,6 +151,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri.pattern = strings.TrimSuffix(pattern, "{$}")
 	s.mux.ServeHTTP(sw, r)
 }
+
+// noStore is the Cache-Control value of every response, shared so that
+// setting it costs no allocation (its capacity of one makes any append
+// copy rather than write into it).
+var noStore = []string{"no-store"}
 
 // cleanPath reports whether p, which ends in "/", is a path the routes
 // could name: already clean, and free of control characters and invalid

@@ -39,11 +39,11 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(w, r, cardrail.Errorf(cardrail.CodeForbidden, "This endpoint needs the ops role."))
 			return
 		}
-		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
-			return
-		}
 		if err := checkQuery(r, rt.Name); err != nil {
 			s.writeError(w, r, err)
+			return
+		}
+		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
 			return
 		}
 		keys := r.Header.Values("Idempotency-Key")

@@ -8,6 +8,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -100,7 +101,8 @@ func (e *Entry) Validate() error {
 	}
 	var sum int64
 	for _, l := range e.Lines {
-		if l.Amount == 0 || l.Account == "" || KindOf(l.Account) == "" {
+		// MinInt64 has no negation, which the storage's balance checks need.
+		if l.Amount == 0 || l.Amount == math.MinInt64 || l.Account == "" || KindOf(l.Account) == "" {
 			return fmt.Errorf("entry %s: bad line %+v", e.Type, l)
 		}
 		next := sum + l.Amount

@@ -19,6 +19,7 @@ func TestEntryValidate(t *testing.T) {
 		{"a single line", ledger.Entry{Lines: []ledger.Line{{ledger.CardHeldAccount(card), 0}}}, false},
 		{"a zero line", ledger.Entry{Lines: []ledger.Line{{ledger.CardHeldAccount(card), 0}, {ledger.CardAvailableAccount(card), 0}}}, false},
 		{"an unknown account", ledger.Entry{Lines: []ledger.Line{{"mystery", -1}, {ledger.CardAvailableAccount(card), 1}}}, false},
+		{"a line of the lowest int64, which has no negation", ledger.Entry{Lines: []ledger.Line{{ledger.CardHeldAccount(card), -1 << 63}, {ledger.CardAvailableAccount(card), 1<<63 - 1}, {ledger.SystemAccount(false, "USD", ledger.Funding), 1}}}, false},
 		{"an overflowing sum", ledger.Entry{Lines: []ledger.Line{{ledger.CardHeldAccount(card), 1<<63 - 1}, {ledger.CardAvailableAccount(card), 1}, {ledger.SystemAccount(false, "USD", ledger.Funding), -1}}}, false},
 	}
 	for _, tc := range cases {

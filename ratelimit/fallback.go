@@ -93,7 +93,9 @@ func Dial(url string, perSecond float64, burst int, log *slog.Logger) (*Fallback
 type redisLog struct{ log *slog.Logger }
 
 func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+	if l.log.Enabled(ctx, slog.LevelDebug) {
+		l.log.DebugContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+	}
 }
 
 func newFallback(r remote, perSecond float64, burst int, log *slog.Logger) *Fallback {

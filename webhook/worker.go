@@ -186,7 +186,7 @@ func (w *Worker) Run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		if err != nil {
-			wait = min(2*wait, maxFailureWait)
+			wait = max(min(2*wait, maxFailureWait), w.opts.PollInterval)
 		}
 	}
 }

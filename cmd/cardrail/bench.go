@@ -44,6 +44,14 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	if *dbURL != "" {
+		if err := config.CheckDatabaseURL(*dbURL); err != nil {
+			return fmt.Errorf("bench: --database-url: %w", err)
+		}
+	}
 	if *rounds < 1 {
 		return errors.New("bench: --rounds must be at least 1")
 	}

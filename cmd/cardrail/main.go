@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,6 +52,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("no command")
+	}
+	if slices.Contains([]string{"help", "-h", "--help"}, args[0]) || slices.Contains(args[1:], "--help") || slices.Contains(args[1:], "-h") {
+		// Help needs no configuration, so a bad environment cannot hide it.
+		getenv = func(string) string { return "" }
 	}
 	cfg, err := config.FromEnv(getenv)
 	if err != nil {

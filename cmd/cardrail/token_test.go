@@ -76,11 +76,28 @@ func TestCommandFlags(t *testing.T) {
 		{"serve", "--worker-interval", "0s"},
 		{"serve", "--worker-interval", "-1s"},
 		{"migrate", "--database-url", "postgress://u:hunter2@db/x"},
+		{"bench", "typo"},
+		{"bench", "--database-url", "postgress://u:hunter2@db/x"},
 	} {
 		err := run(t.Context(), args, getenv, &out, &errOut)
 		if err == nil || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%v: %v, want a refusal that shows no password", args, err)
 		}
+	}
+	// Help needs no configuration: a broken environment cannot hide it.
+	broken := func(k string) string {
+		if k == "CARDRAIL_LOG_LEVEL" {
+			return "verbose"
+		}
+		return getenv(k)
+	}
+	for _, args := range [][]string{{"help"}, {"serve", "--help"}, {"token", "-h"}} {
+		if err := run(t.Context(), args, broken, &out, &errOut); err != nil {
+			t.Errorf("%v with a bad environment: %v", args, err)
+		}
+	}
+	if err := run(t.Context(), []string{"migrate"}, broken, &out, &errOut); err == nil || !strings.Contains(err.Error(), "CARDRAIL_LOG_LEVEL") {
+		t.Errorf("migrate with a bad environment: %v", err)
 	}
 	// A listen address that cannot be used is named as such.
 	err := run(t.Context(), []string{"serve", "--addr", "notanaddr", "--database-url", "sqlite:" + flagDB}, getenv, &out, &errOut)
