@@ -105,7 +105,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		verifier.Close()
 		return nil, fmt.Errorf("seed catalogue: %w", err)
 	}
-	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log, Keys: keys})
+	webhooks := webhook.New(store, webhook.Options{AllowPrivate: cfg.WebhookAllowPrivate, Log: log, Keys: keys, Schedule: cfg.WebhookRetrySchedule})
 	if n, err := webhooks.SealStoredSecrets(ctx); err != nil {
 		verifier.Close()
 		return nil, fmt.Errorf("seal webhook secrets: %w", err)

@@ -16,22 +16,23 @@ import (
 
 // Config is every setting, with its environment variable beside it.
 type Config struct {
-	Addr                    string        // CARDRAIL_ADDR
-	DatabaseURL             string        // CARDRAIL_DATABASE_URL: sqlite:PATH or postgres://…
-	SandboxJWTSecret        string        // CARDRAIL_SANDBOX_JWT_SECRET (raw bytes of the string)
-	SandboxJWKSURL          string        // CARDRAIL_SANDBOX_JWKS_URL
-	ProductionJWKSURL       string        // CARDRAIL_PRODUCTION_JWKS_URL
-	ProductionPublicKeyFile string        // CARDRAIL_PRODUCTION_JWT_PUBLIC_KEY_FILE
-	JWTIssuer               string        // CARDRAIL_JWT_ISSUER
-	JWTAudience             string        // CARDRAIL_JWT_AUDIENCE
-	EncryptionKey           string        // CARDRAIL_ENCRYPTION_KEY (base64 of 32 bytes)
-	RedisURL                string        // CARDRAIL_REDIS_URL
-	RateLimit               float64       // CARDRAIL_RATE_LIMIT (requests/s per caller; 0 = off)
-	HoldWindow              time.Duration // CARDRAIL_HOLD_WINDOW
-	WebhookAllowPrivate     bool          // CARDRAIL_WEBHOOK_ALLOW_PRIVATE
-	LogLevel                string        // CARDRAIL_LOG_LEVEL (debug, info, warn, error)
-	AuthExecutors           int           // CARDRAIL_AUTH_EXECUTORS: authorization batches in flight at once
-	AuthBatch               int           // CARDRAIL_AUTH_BATCH: most authorizations decided in one transaction
+	Addr                    string          // CARDRAIL_ADDR
+	DatabaseURL             string          // CARDRAIL_DATABASE_URL: sqlite:PATH or postgres://…
+	SandboxJWTSecret        string          // CARDRAIL_SANDBOX_JWT_SECRET (raw bytes of the string)
+	SandboxJWKSURL          string          // CARDRAIL_SANDBOX_JWKS_URL
+	ProductionJWKSURL       string          // CARDRAIL_PRODUCTION_JWKS_URL
+	ProductionPublicKeyFile string          // CARDRAIL_PRODUCTION_JWT_PUBLIC_KEY_FILE
+	JWTIssuer               string          // CARDRAIL_JWT_ISSUER
+	JWTAudience             string          // CARDRAIL_JWT_AUDIENCE
+	EncryptionKey           string          // CARDRAIL_ENCRYPTION_KEY (base64 of 32 bytes)
+	RedisURL                string          // CARDRAIL_REDIS_URL
+	RateLimit               float64         // CARDRAIL_RATE_LIMIT (requests/s per caller; 0 = off)
+	HoldWindow              time.Duration   // CARDRAIL_HOLD_WINDOW
+	WebhookAllowPrivate     bool            // CARDRAIL_WEBHOOK_ALLOW_PRIVATE
+	LogLevel                string          // CARDRAIL_LOG_LEVEL (debug, info, warn, error)
+	WebhookRetrySchedule    []time.Duration // CARDRAIL_WEBHOOK_RETRY_SCHEDULE (waits after each failed attempt; nil = webhook.DefaultSchedule)
+	AuthExecutors           int             // CARDRAIL_AUTH_EXECUTORS: authorization batches in flight at once
+	AuthBatch               int             // CARDRAIL_AUTH_BATCH: most authorizations decided in one transaction
 }
 
 // Default is the configuration with nothing set: sandbox on an embedded
@@ -91,6 +92,15 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CARDRAIL_HOLD_WINDOW: %q is not a positive duration like 168h", v)
 		}
 		c.HoldWindow = d
+	}
+	if v := strings.TrimSpace(getenv("CARDRAIL_WEBHOOK_RETRY_SCHEDULE")); v != "" {
+		for _, part := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil || d <= 0 {
+				return c, fmt.Errorf("CARDRAIL_WEBHOOK_RETRY_SCHEDULE: %q is not a comma-separated list of positive durations like 5s,30s,2m", v)
+			}
+			c.WebhookRetrySchedule = append(c.WebhookRetrySchedule, d)
+		}
 	}
 	if v := strings.TrimSpace(getenv("CARDRAIL_WEBHOOK_ALLOW_PRIVATE")); v != "" {
 		b, err := strconv.ParseBool(v)

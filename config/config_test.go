@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 func TestFromEnv(t *testing.T) {
 	t.Run("nothing set gives the sandbox defaults", func(t *testing.T) {
 		c, err := config.FromEnv(env(nil))
-		if err != nil || c != config.Default() || c.DatabaseURL != "sqlite:cardrail.db" || c.RateLimit != 50 || c.HoldWindow != 168*time.Hour || c.ProductionEnabled() {
+		if err != nil || !reflect.DeepEqual(c, config.Default()) || c.DatabaseURL != "sqlite:cardrail.db" || c.RateLimit != 50 || c.HoldWindow != 168*time.Hour || c.ProductionEnabled() {
 			t.Fatalf("%+v, %v", c, err)
 		}
 	})
@@ -22,25 +23,29 @@ func TestFromEnv(t *testing.T) {
 			"CARDRAIL_ADDR": "0.0.0.0:9000", "CARDRAIL_DATABASE_URL": "postgres://db/cardrail", "CARDRAIL_RATE_LIMIT": "0",
 			"CARDRAIL_HOLD_WINDOW": "2h", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "true", "CARDRAIL_SANDBOX_JWT_SECRET": " spaced secret of thirty-two bytes ",
 			"CARDRAIL_PRODUCTION_JWKS_URL": "https://idp/jwks", "CARDRAIL_AUTH_EXECUTORS": "3",
+			"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "1s, 1m,2h",
 		}))
 		if err != nil || c.Addr != "0.0.0.0:9000" || c.RateLimit != 0 || c.HoldWindow != 2*time.Hour || !c.WebhookAllowPrivate ||
-			c.SandboxJWTSecret != " spaced secret of thirty-two bytes " || !c.ProductionEnabled() || c.AuthExecutors != 3 {
+			c.SandboxJWTSecret != " spaced secret of thirty-two bytes " || !c.ProductionEnabled() || c.AuthExecutors != 3 ||
+			!reflect.DeepEqual(c.WebhookRetrySchedule, []time.Duration{time.Second, time.Minute, 2 * time.Hour}) {
 			t.Fatalf("%+v, %v", c, err)
 		}
 	})
 	for name, vars := range map[string]map[string]string{
-		"a negative rate limit":       {"CARDRAIL_RATE_LIMIT": "-1"},
-		"a hold window without unit":  {"CARDRAIL_HOLD_WINDOW": "168"},
-		"a non-boolean switch":        {"CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "maybe"},
-		"an unknown database":         {"CARDRAIL_DATABASE_URL": "mysql://db"},
-		"zero executors":              {"CARDRAIL_AUTH_EXECUTORS": "0"},
-		"a rate limit of NaN":         {"CARDRAIL_RATE_LIMIT": "NaN"},
-		"an infinite rate limit":      {"CARDRAIL_RATE_LIMIT": "+Inf"},
-		"an unknown log level":        {"CARDRAIL_LOG_LEVEL": "verbose"},
-		"a SQLite URL without a path": {"CARDRAIL_DATABASE_URL": "sqlite:"},
-		"a short sandbox secret":      {"CARDRAIL_SANDBOX_JWT_SECRET": "short"},
-		"a production JWKS over http": {"CARDRAIL_PRODUCTION_JWKS_URL": "http://keys.example.com/jwks.json"},
-		"a misspelt scheme":           {"CARDRAIL_DATABASE_URL": "postgress://u:hunter2@db/x"},
+		"a negative rate limit":             {"CARDRAIL_RATE_LIMIT": "-1"},
+		"a hold window without unit":        {"CARDRAIL_HOLD_WINDOW": "168"},
+		"a non-boolean switch":              {"CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "maybe"},
+		"an unknown database":               {"CARDRAIL_DATABASE_URL": "mysql://db"},
+		"zero executors":                    {"CARDRAIL_AUTH_EXECUTORS": "0"},
+		"a rate limit of NaN":               {"CARDRAIL_RATE_LIMIT": "NaN"},
+		"an infinite rate limit":            {"CARDRAIL_RATE_LIMIT": "+Inf"},
+		"an unknown log level":              {"CARDRAIL_LOG_LEVEL": "verbose"},
+		"a SQLite URL without a path":       {"CARDRAIL_DATABASE_URL": "sqlite:"},
+		"a short sandbox secret":            {"CARDRAIL_SANDBOX_JWT_SECRET": "short"},
+		"a retry schedule with a bad wait":  {"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "5s,soon"},
+		"a retry schedule with a zero wait": {"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "5s,0s"},
+		"a production JWKS over http":       {"CARDRAIL_PRODUCTION_JWKS_URL": "http://keys.example.com/jwks.json"},
+		"a misspelt scheme":                 {"CARDRAIL_DATABASE_URL": "postgress://u:hunter2@db/x"},
 	} {
 		t.Run("refuses "+name, func(t *testing.T) {
 			_, err := config.FromEnv(env(vars))
