@@ -228,6 +228,23 @@ func TestCardDetailsReveal(t *testing.T) {
 			t.Fatalf("%d audit records", n)
 		}
 	})
+	t.Run("only active or frozen cards reveal their number", func(t *testing.T) {
+		bob := env.Client("bob", "US")
+		ops := env.Client("root", "US", "ops")
+		c := bob.NewCard("usd_visa_virtual")
+		bob.Must(200, "POST", "/managed-cards/"+c+"/freeze/", nil)
+		bob.Must(200, "GET", "/managed-cards/"+c+"/details/", nil)
+		bob.Must(200, "POST", "/managed-cards/"+c+"/unfreeze/", nil)
+		ops.Must(200, "POST", "/ops/managed-cards/"+c+"/block/", nil)
+		if r := bob.Do("GET", "/managed-cards/"+c+"/details/", nil); r.Status != 409 || r.Code() != "invalid_card_state" {
+			t.Fatalf("blocked card: %d %s", r.Status, r.Body)
+		}
+		ops.Must(200, "POST", "/ops/managed-cards/"+c+"/unblock/", nil)
+		bob.Must(200, "POST", "/managed-cards/"+c+"/terminate/", nil)
+		if r := bob.Do("GET", "/managed-cards/"+c+"/details/", nil); r.Status != 409 || r.Code() != "invalid_card_state" {
+			t.Fatalf("terminated card: %d %s", r.Status, r.Body)
+		}
+	})
 	t.Run("reveals have their own tight limit", func(t *testing.T) {
 		status := 0
 		for range 10 {

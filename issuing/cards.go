@@ -353,6 +353,11 @@ func (s *Service) RevealDetails(ctx context.Context, c cardrail.Caller, ref, req
 	if card.Last4 == nil || card.Provider == nil {
 		return nil, cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s has no number (it is %s).", ref, card.Status)
 	}
+	// A number is shown only while it can be used: not for a card that is
+	// closed, blocked by an operator, or not yet approved.
+	if card.Status != cardrail.CardActive && card.Status != cardrail.CardFrozen {
+		return nil, cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s; only active or frozen cards reveal their number.", ref, card.Status)
+	}
 	secret, err := s.store.CardSecret(ctx, c.Livemode, ref)
 	if err != nil {
 		return nil, cardrail.WithOp("cards.Reveal", err)
