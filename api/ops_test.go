@@ -166,8 +166,8 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 			if s := ops.Must(200, "POST", "/ops/managed-cards/"+r1+"/approve/", nil).Str("status"); s != "active" {
 				t.Fatalf("approved → %s", s)
 			}
-			if s := ops.Must(200, "POST", "/ops/managed-cards/"+r2+"/reject/", nil).Str("status"); s != "failed" {
-				t.Fatalf("rejected → %s", s)
+			if r := ops.Must(200, "POST", "/ops/managed-cards/"+r2+"/reject/", nil); r.Str("status") != "failed" || r.Str("status_reason") == "" {
+				t.Fatalf("rejected → %s", r.Body)
 			}
 		})
 		t.Run("operators act in their own mode and see the ledger total zero", func(t *testing.T) {

@@ -301,6 +301,12 @@ func (s *Service) transition(ctx context.Context, tx cardrail.Tx, card *cardrail
 	}
 	card.Status = to
 	card.StatusReason = nil
+	if to == cardrail.CardFailed {
+		// The one way into failed after issuing: an operator's rejection
+		// of a card under review. A failed card always says why.
+		reason := "rejected by an operator after review"
+		card.StatusReason = &reason
+	}
 	card.UpdatedAt = s.now()
 	if err := tx.UpdateCard(ctx, card, from); err != nil {
 		return nil, err
