@@ -47,6 +47,9 @@ func (c SpendingControls) Validate(prefix string, limits Limits) []FieldError {
 		if allow != nil && block != nil {
 			errs = append(errs, FieldError{prefix + "." + allowName, "cannot be set together with " + blockName})
 		}
+		if allow != nil && len(allow) == 0 {
+			errs = append(errs, FieldError{prefix + "." + allowName, "must list at least one entry: an empty allow-list would decline every authorization (leave it out to allow all, or freeze the card)"})
+		}
 		for name, l := range map[string][]string{allowName: allow, blockName: block} {
 			if len(l) > maxControlList {
 				errs = append(errs, FieldError{prefix + "." + name, fmt.Sprintf("must have at most %d entries", maxControlList)})

@@ -528,3 +528,45 @@ func TestShortListsPage(t *testing.T) {
 		}
 	}
 }
+
+// A PATCH that changes nothing writes nothing and tells no subscriber; an
+// empty allow-list, which would decline everything, is refused.
+func TestUpdateCardOnlyWhenChanged(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	alice := env.Client("alice", "US")
+	ops := env.Client("root", "US", "ops")
+	card := alice.NewCard("usd_visa_virtual")
+	updates := func() int {
+		return len(ops.Must(200, "GET", "/ops/events/?type=card.updated&object="+card, nil).JSON()["data"].([]any))
+	}
+	first := alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"nickname": "travel", "metadata": map[string]string{"k": "v"},
+		"spending_controls": map[string]any{"blocked_mccs": []string{"7995"}}})
+	if n := updates(); n != 1 {
+		t.Fatalf("%d card.updated after a change, want 1", n)
+	}
+	for _, body := range []map[string]any{
+		{},
+		{"nickname": "travel"},
+		{"metadata": map[string]string{"k": "v"}},
+		{"metadata": map[string]string{"gone": ""}},
+		{"spending_controls": map[string]any{"blocked_mccs": []string{"7995"}}},
+	} {
+		r := alice.Must(200, "PATCH", "/managed-cards/"+card+"/", body)
+		if r.Str("updated_at") != first.Str("updated_at") {
+			t.Errorf("PATCH %v moved updated_at", body)
+		}
+	}
+	if n := updates(); n != 1 {
+		t.Fatalf("%d card.updated after no-op PATCHes, want 1", n)
+	}
+	alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"nickname": ""})
+	if n := updates(); n != 2 {
+		t.Fatalf("%d card.updated after clearing the nickname, want 2", n)
+	}
+	for _, list := range []string{"allowed_mccs", "allowed_countries"} {
+		r := alice.Do("PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{list: []string{}}})
+		if r.Status != 422 || !strings.Contains(string(r.Body), `"field":"spending_controls.`+list+`"`) {
+			t.Errorf("empty %s: %d %s", list, r.Status, r.Body)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -219,6 +221,7 @@ func (s *Service) UpdateCard(ctx context.Context, c cardrail.Caller, ref string,
 		if card.Status.Final() {
 			return cardrail.Errorf(cardrail.CodeInvalidCardState, "Card %s is %s and can no longer be changed.", ref, card.Status)
 		}
+		before := *card // the fields below are replaced, never changed in place
 		if u.SpendingControls != nil {
 			prog, err := tx.Program(ctx, card.Livemode, card.Program)
 			if err != nil {
@@ -252,14 +255,31 @@ func (s *Service) UpdateCard(ctx context.Context, c cardrail.Caller, ref string,
 			}
 			card.Metadata = merged
 		}
+		out = card
+		if sameSettings(&before, card) {
+			// Nothing changed: no write, and no card.updated for
+			// subscribers to sift out.
+			return nil
+		}
 		card.UpdatedAt = s.now()
 		if err := tx.UpdateCard(ctx, card); err != nil {
 			return err
 		}
-		out = card
 		return s.emit(ctx, tx, cardrail.EventCardUpdated, card.Livemode, card.Reference, card)
 	})
 	return out, cardrail.WithOp("cards.Update", err)
+}
+
+// sameSettings reports whether a and b have the same nickname, metadata and
+// spending controls (an empty map and none are the same).
+func sameSettings(a, b *cardrail.Card) bool {
+	nick := func(c *cardrail.Card) string {
+		if c.Nickname == nil {
+			return ""
+		}
+		return *c.Nickname
+	}
+	return nick(a) == nick(b) && maps.Equal(a.Metadata, b.Metadata) && reflect.DeepEqual(a.SpendingControls, b.SpendingControls)
 }
 
 // lockCard locks one of the caller's cards (any card for operators).
