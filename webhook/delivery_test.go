@@ -69,7 +69,8 @@ type receiver struct {
 	secret   string
 	mode     int
 	accepted []received
-	hits     map[string]int // every request per webhook-id, accepted or not
+	hits     map[string]int  // every request per webhook-id, accepted or not
+	refuse   map[string]bool // webhook-ids answered 500 whatever the mode
 }
 
 type received struct {
@@ -88,12 +89,23 @@ func (r *receiver) URL() string { return r.srv.URL + "/hooks" }
 
 func (r *receiver) setSecret(s string) { r.mu.Lock(); r.secret = s; r.mu.Unlock() }
 func (r *receiver) setMode(m int)      { r.mu.Lock(); r.mode = m; r.mu.Unlock() }
+func (r *receiver) refuseEvent(id string, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refuse == nil {
+		r.refuse = map[string]bool{}
+	}
+	r.refuse[id] = on
+}
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	mode, secret := r.mode, r.secret
 	r.hits[req.Header.Get("webhook-id")]++
+	if r.refuse[req.Header.Get("webhook-id")] {
+		mode = failing
+	}
 	r.mu.Unlock()
 	switch mode {
 	case failing:
@@ -690,24 +702,33 @@ func TestFailedAfterTheScheduleAndReplayed(t *testing.T) {
 		r.setMode(up)
 		ref := failed.Data[0].Reference
 		t.Run("replay queues it again and it is delivered", func(t *testing.T) {
+			// The replay fails at first: the later event of the same object,
+			// which had waited for the original, does not wait for the replay.
+			r.refuseEvent(failed.Data[0].Event, true)
 			res := ops.Must(200, "POST", "/ops/webhook-deliveries/"+ref+"/replay/", nil)
 			if res.Str("status") != "pending" || res.Int("attempt_count") != 0 {
 				t.Fatalf("replayed: %s", res.Body)
 			}
+			c.Advance(3 * time.Second) // the frozen event's next retry is due
+			runOnce(t, w)
+			if got := r.got(); len(got) != 1 || got[0].Type != cardrail.EventCardFrozen {
+				t.Fatalf("while the replay fails, received %v; want the frozen event", got)
+			}
+			r.refuseEvent(failed.Data[0].Event, false)
+			c.Advance(3 * time.Second)
 			runOnce(t, w)
 			var d struct{ Data []webhook.Delivery }
 			ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d)
 			for _, x := range d.Data {
-				if x.Reference == ref && (x.Status != webhook.DeliveryDelivered || len(x.Attempts) != 4) {
+				if x.Reference == ref && (x.Status != webhook.DeliveryDelivered || len(x.Attempts) != 5) {
 					t.Fatalf("after replay: %+v", x)
 				}
 			}
-			// The frozen event, retrying behind the replayed one, follows it.
 			var types []string
 			for _, g := range r.got() {
 				types = append(types, g.Type)
 			}
-			if strings.Join(types, ",") != cardrail.EventCardCreated+","+cardrail.EventCardFrozen {
+			if strings.Join(types, ",") != cardrail.EventCardFrozen+","+cardrail.EventCardCreated {
 				t.Fatalf("received %v", types)
 			}
 		})

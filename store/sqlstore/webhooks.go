@@ -205,7 +205,7 @@ func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil ti
 	rows, err := q.q.Query(ctx, `SELECT d.reference FROM webhook_deliveries d
 		WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)
 		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref
-			AND p.status = 'pending' AND p.event_seq < d.event_seq)
+			AND p.status = 'pending' AND p.event_seq < d.event_seq AND p.replayed = FALSE)
 		ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due webhook deliveries: %w", err)
@@ -305,8 +305,10 @@ func (q *queries) WebhookDeliveryForUpdate(ctx context.Context, livemode bool, r
 
 // RequeueWebhookDelivery implements webhook.Tx.
 func (q *queries) RequeueWebhookDelivery(ctx context.Context, ref string, now time.Time) error {
-	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', attempt_count = 0, next_attempt_at = $2,
-		lease_until = NULL, lease_token = NULL, delivered_at = NULL, updated_at = $2 WHERE reference = $1`, ref, micros(now))
+	// A delivery that was still pending keeps its place in the order; one
+	// that had finished is marked replayed and holds nothing back.
+	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET replayed = (status <> 'pending'), status = 'pending', attempt_count = 0,
+		next_attempt_at = $2, lease_until = NULL, lease_token = NULL, delivered_at = NULL, updated_at = $2 WHERE reference = $1`, ref, micros(now))
 	if err != nil {
 		return fmt.Errorf("requeue webhook delivery: %w", err)
 	}
