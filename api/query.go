@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
 )
@@ -92,7 +90,7 @@ func checkQuery(r *http.Request, operation string) error {
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "is not a query parameter of this endpoint"})
 		case len(q[k]) > 1:
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "appears more than once"})
-		case !printable(q[k][0]):
+		case !cardrail.ValidText(q[k][0]):
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "must be UTF-8 text without control characters"})
 		}
 	}
@@ -100,11 +98,4 @@ func checkQuery(r *http.Request, operation string) error {
 		return cardrail.Invalid(errs...)
 	}
 	return nil
-}
-
-// printable reports whether s is valid UTF-8 free of control characters,
-// which no reference, code or filter value holds (and PostgreSQL refuses
-// NUL in text).
-func printable(s string) bool {
-	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }

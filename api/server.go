@@ -161,7 +161,7 @@ var noStore = []string{"no-store"}
 // could name: already clean, and free of control characters and invalid
 // UTF-8.
 func cleanPath(p string) bool {
-	if !printable(p) {
+	if !cardrail.ValidText(p) {
 		return false
 	}
 	c := path.Clean(p)

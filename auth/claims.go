@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -134,10 +133,8 @@ func checkSubject(sub string) error {
 	switch {
 	case sub == "":
 		return errors.New("sub is missing or empty")
-	case !utf8.ValidString(sub):
-		return errors.New("sub is not valid UTF-8")
-	case strings.ContainsFunc(sub, unicode.IsControl):
-		return errors.New("sub holds a control character")
+	case !cardrail.ValidText(sub):
+		return errors.New("sub is not valid UTF-8 or holds a control character")
 	case utf8.RuneCountInString(sub) > maxSubjectLen:
 		return fmt.Errorf("sub is longer than %d characters", maxSubjectLen)
 	}
