@@ -154,8 +154,9 @@ func TestMetricsMethodLabel(t *testing.T) {
 		alice.Do(m, "/programs/", nil)
 	}
 	alice.Do("GET", "//healthz", nil)
+	alice.Must(200, "GET", "/programs/", nil)
 	r := alice.Do("GET", "//metrics", nil)
-	if !strings.Contains(string(r.Body), `route="GET /healthz/"`) {
+	if !strings.Contains(string(r.Body), `route="GET /healthz/"`) || !strings.Contains(string(r.Body), `route="GET /cards/api/v1/programs/"`) {
 		t.Errorf("health checks are not labelled by their route:\n%s", grepLines(string(r.Body), "cardrail_http_requests_total"))
 	}
 	if strings.Contains(string(r.Body), `method="BREW"`) || strings.Contains(string(r.Body), `method="M1"`) ||

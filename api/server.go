@@ -145,9 +145,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.noRoute(sw, r)
 		return
 	}
-	// The route's pattern labels its metrics and log lines (the API routes
-	// set the same again; this covers health, readiness, metrics and the
-	// OpenAPI document).
+	// The route's pattern labels its metrics and log lines.
 	ri.pattern = strings.TrimSuffix(pattern, "{$}")
 	s.mux.ServeHTTP(sw, r)
 }

@@ -18,10 +18,8 @@ import (
 // wrap turns a route into an http.Handler: authentication, rate limits,
 // the operator gate, then the handler under idempotency for POSTs.
 func (s *Server) wrap(rt route) http.Handler {
-	pattern := rt.Method + " " + BasePath + rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := info(r)
-		ri.pattern = pattern
 		c, err := s.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cardrail"`)
