@@ -41,16 +41,8 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 	pgbench := fs.Bool("pgbench", true, "on PostgreSQL, also run pgbench's TPC-B-like script and print the ratio")
 	rounds := fs.Int("rounds", 1, "run every phase this many times and print the medians")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, dbURL, true); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
-	}
-	if *dbURL != "" {
-		if err := config.CheckDatabaseURL(*dbURL); err != nil {
-			return fmt.Errorf("bench: --database-url: %w", err)
-		}
 	}
 	if *rounds < 1 {
 		return errors.New("bench: --rounds must be at least 1")

@@ -87,15 +87,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // parseFlags parses a command's flags, refusing arguments left over (a
 // typo there would otherwise be ignored) and a database URL of the wrong
-// form.
-func parseFlags(fs *flag.FlagSet, args []string, cfg *config.Config) error {
+// form. optional lets an empty URL through (bench's "a fresh SQLite
+// file"); for the other commands an empty one is refused like any bad one.
+func parseFlags(fs *flag.FlagSet, args []string, databaseURL *string, optional bool) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
-	if err := config.CheckDatabaseURL(cfg.DatabaseURL); err != nil {
+	if optional && *databaseURL == "" {
+		return nil
+	}
+	if err := config.CheckDatabaseURL(*databaseURL); err != nil {
 		return fmt.Errorf("%s: --database-url: %w", fs.Name(), err)
 	}
 	return nil
@@ -109,7 +113,7 @@ func migrate(ctx context.Context, cfg config.Config, args []string, stdout, stde
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	databaseFlag(fs, &cfg)
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseFlags(fs, args, &cfg.DatabaseURL, false); err != nil {
 		return err
 	}
 	s, err := app.OpenStore(ctx, cfg.DatabaseURL)
@@ -147,7 +151,7 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address (CARDRAIL_ADDR)")
 	databaseFlag(fs, &cfg)
 	workEvery := fs.Duration("worker-interval", 5*time.Second, "how often background jobs run (hold expiry, card expiry, key purge)")
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseFlags(fs, args, &cfg.DatabaseURL, false); err != nil {
 		return err
 	}
 	if *workEvery <= 0 {
@@ -225,7 +229,7 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	var rs roles
 	fs.Var(&rs, "role", "a role (ops); repeatable")
 	databaseFlag(fs, &cfg)
-	if err := parseFlags(fs, args, &cfg); err != nil {
+	if err := parseFlags(fs, args, &cfg.DatabaseURL, false); err != nil {
 		return err
 	}
 	if *sub == "" {

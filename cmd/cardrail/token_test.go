@@ -77,6 +77,7 @@ func TestCommandFlags(t *testing.T) {
 		{"serve", "--worker-interval", "-1s"},
 		{"migrate", "--database-url", "postgress://u:hunter2@db/x"},
 		{"bench", "typo"},
+		{"migrate", "--database-url", ""},
 		{"bench", "--database-url", "postgress://u:hunter2@db/x"},
 	} {
 		err := run(t.Context(), args, getenv, &out, &errOut)
