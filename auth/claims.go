@@ -1,11 +1,9 @@
 package auth
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -50,12 +48,17 @@ type tokenClaims struct {
 	Country json.RawMessage `json:"country"`
 	KYC     json.RawMessage `json:"kyc"`
 	Roles   json.RawMessage `json:"roles"`
+	// dates is why exp, nbf or iat is not a JSON number, if one is not.
+	dates error
 }
 
 // caller applies the private-claim rules of SPEC §2 to a token whose
 // signature and registered claims have already been checked. A JSON null is
 // treated as an absent claim.
 func (c *tokenClaims) caller(livemode bool) (cardrail.Caller, error) {
+	if c.dates != nil {
+		return cardrail.Caller{}, unauthenticated(msgInvalidClaims, c.dates)
+	}
 	if err := checkSubject(c.Subject); err != nil {
 		return cardrail.Caller{}, unauthenticated(msgSubject, err)
 	}
@@ -92,29 +95,25 @@ func (c *tokenClaims) caller(livemode bool) (cardrail.Caller, error) {
 	return caller, nil
 }
 
-// checkNumericDates refuses exp, nbf and iat given as anything but a JSON
-// number (RFC 7519 §2, NumericDate). The JWT library also takes a string
-// of digits, which no issuer should send.
-func checkNumericDates(token string) error {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return errors.New("token does not have three segments")
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return fmt.Errorf("decode claims: %w", err)
+// UnmarshalJSON decodes the claims and notes in dates whether exp, nbf and
+// iat are JSON numbers (RFC 7519 §2, NumericDate): the JWT library also
+// takes a string of digits, which no issuer should send.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	type plain tokenClaims // the same fields without this method
+	if err := json.Unmarshal(b, (*plain)(c)); err != nil {
+		return err
 	}
 	var dates struct {
 		Exp json.RawMessage `json:"exp"`
 		Nbf json.RawMessage `json:"nbf"`
 		Iat json.RawMessage `json:"iat"`
 	}
-	if err := json.Unmarshal(raw, &dates); err != nil {
-		return fmt.Errorf("decode claims: %w", err)
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
 	}
 	for name, v := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
 		if len(v) > 0 && string(v) != "null" && v[0] != '-' && (v[0] < '0' || v[0] > '9') {
-			return fmt.Errorf("%s is not a number", name)
+			c.dates = fmt.Errorf("%s is not a number", name)
 		}
 	}
 	return nil
