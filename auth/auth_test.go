@@ -286,38 +286,13 @@ func TestVerifySandboxSecret(t *testing.T) {
 		{name: "roles as a string is rejected", token: hs(claims(map[string]any{"roles": "ops"})), wantMsg: "The token's roles must be an array of strings."},
 		{name: "roles with a number is rejected", token: hs(claims(map[string]any{"roles": []any{"ops", 7}})), wantMsg: "The token's roles must be an array of strings."},
 		{name: "roles with a null is rejected", token: hs(claims(map[string]any{"roles": []any{"ops", nil}})), wantMsg: "The token's roles must be an array of strings."},
-		{
-			name: "non-string kid is rejected as malformed",
-			token: func(t *testing.T) string {
-				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
-				tok.Header["kid"] = 7
-				s, err := tok.SignedString(sandboxSecret)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			},
-			wantMsg: "The token is malformed.",
-		},
+		{name: "non-string kid is rejected as malformed", token: hsHeader(map[string]any{"kid": 7}), wantMsg: "The token is malformed."},
 		{name: "sub with a NUL is rejected", token: hs(claims(map[string]any{"sub": "eve\x00"})), wantMsg: "The token has no valid subject."},
 		{name: "sub with a newline is rejected", token: hs(claims(map[string]any{"sub": "eve\nadmin"})), wantMsg: "The token has no valid subject."},
 		{name: "exp as a string of digits is rejected", token: hs(claims(map[string]any{"exp": strconv.FormatInt(now.Add(time.Hour).Unix(), 10)})), wantMsg: "The token's claims are invalid."},
 		{name: "iat as a string of digits is rejected", token: hs(claims(map[string]any{"iat": strconv.FormatInt(now.Unix(), 10)})), wantMsg: "The token's claims are invalid."},
 		{name: "exp as a fraction is accepted", token: hs(claims(map[string]any{"exp": float64(now.Add(time.Hour).Unix()) + 0.5})), want: sandboxCaller},
-		{
-			name: "a crit header is rejected as malformed",
-			token: func(t *testing.T) string {
-				tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
-				tok.Header["crit"] = []string{"foo"}
-				tok.Header["foo"] = 1
-				s, err := tok.SignedString(sandboxSecret)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			},
-			wantMsg: "The token is malformed.",
-		},
+		{name: "a crit header is rejected as malformed", token: hsHeader(map[string]any{"crit": []string{"foo"}, "foo": 1}), wantMsg: "The token is malformed."},
 		{name: "kyc as a boolean is rejected", token: hs(claims(map[string]any{"kyc": true})), wantMsg: "The token's kyc claim must be a string."},
 		{name: "garbage is rejected as malformed", token: func(*testing.T) string { return "not-a-jwt" }, wantMsg: "The token is malformed."},
 		{name: "empty token is rejected", token: func(*testing.T) string { return "" }, wantMsg: "The token is malformed."},
@@ -327,6 +302,22 @@ func TestVerifySandboxSecret(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			check(t, v, tt.token(t), tt.want, tt.wantMsg)
 		})
+	}
+}
+
+// hsHeader signs the default claims with the sandbox secret, adding
+// header to the token's header.
+func hsHeader(header map[string]any) func(t *testing.T) string {
+	return func(t *testing.T) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil))
+		for k, v := range header {
+			tok.Header[k] = v
+		}
+		s, err := tok.SignedString(sandboxSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
 }
 
