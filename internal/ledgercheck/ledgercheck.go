@@ -1,5 +1,6 @@
 // Package ledgercheck verifies, straight from the database, the invariants
-// that make Cardrail's money exact. Tests call it after every step of a
+// that make Cardrail's money exact, and those that keep its webhook queue
+// moving in order. Tests call it after every step of a
 // property run, after concurrent races and after each crash and restart.
 package ledgercheck
 
@@ -76,6 +77,15 @@ var invariants = []struct {
 		SELECT a.reference, a.card FROM authorizations a LEFT JOIN cards c ON c.reference = a.card WHERE c.reference IS NULL`},
 	{"spend windows never go negative", `
 		SELECT reference, spend_day_amount, spend_month_amount FROM cards WHERE spend_day_amount < 0 OR spend_month_amount < 0`},
+	// Only heads and replays are claimed (migration 00011): a queue
+	// without its head would never be sent, one with two out of order.
+	{"the first pending delivery of each (endpoint, object), and only it, is its queue's head", `
+		SELECT d.reference, d.endpoint, d.object_ref FROM webhook_deliveries d
+		WHERE d.status = 'pending' AND d.replayed = FALSE AND d.head = EXISTS (SELECT 1 FROM webhook_deliveries p
+			WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref AND p.status = 'pending'
+			AND p.replayed = FALSE AND p.event_seq < d.event_seq)`},
+	{"no replayed or finished delivery is a head", `
+		SELECT reference, status FROM webhook_deliveries WHERE head AND (replayed OR status <> 'pending')`},
 }
 
 // Check runs every invariant and returns one error naming each that fails,

@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,18 +183,30 @@ func (q *queries) DeleteWebhookEndpoint(ctx context.Context, livemode bool, ref 
 		return nil, fmt.Errorf("delete webhook endpoint: %w", err)
 	}
 	if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, lease_until = NULL,
-		lease_token = NULL, updated_at = $2 WHERE endpoint = $1 AND status = 'pending'`, ref, micros(now)); err != nil {
+		lease_token = NULL, head = FALSE, updated_at = $2 WHERE endpoint = $1 AND status = 'pending'`, ref, micros(now)); err != nil {
 		return nil, fmt.Errorf("fail deliveries of %s: %w", ref, err)
 	}
 	return e, nil
 }
 
-// InsertWebhookDelivery implements webhook.Tx.
+// queuedBefore selects the first pending, not replayed delivery to
+// endpoint $1 about object $2: the head of their queue.
+const queuedBefore = `SELECT reference FROM webhook_deliveries WHERE endpoint = $1 AND object_ref = $2
+	AND status = 'pending' AND replayed = FALSE ORDER BY event_seq LIMIT 1`
+
+// InsertWebhookDelivery implements webhook.Tx. The dispatcher queues
+// deliveries in outbox order, so d is the last of its (endpoint, object)
+// queue, and its head if the queue was empty. On PostgreSQL the head found
+// is locked: a worker finishing it at the same moment either commits first
+// (the lock waits, the finished head is passed over and d becomes the head)
+// or waits for this transaction and then hands the head on to d.
 func (q *queries) InsertWebhookDelivery(ctx context.Context, d *webhook.Delivery) error {
-	_, err := q.q.Exec(ctx, `INSERT INTO webhook_deliveries (reference, livemode, endpoint, event_id, event_seq, event_type,
-		object_ref, status, attempt_count, next_attempt_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) ON CONFLICT (endpoint, event_id) DO NOTHING`,
-		d.Reference, d.Livemode, d.Endpoint, d.Event, d.EventSeq, d.EventType, d.ObjectRef, string(d.Status),
+	_, err := q.q.Exec(ctx, `WITH earlier AS (`+queuedBefore+q.d.ForUpdate+`)
+		INSERT INTO webhook_deliveries (reference, livemode, endpoint, event_id, event_seq, event_type,
+		object_ref, status, attempt_count, next_attempt_at, created_at, updated_at, head)
+		SELECT $3, $4, $1, $5, $6, $7, $2, $8, 0, $9, $10, $11, NOT EXISTS (SELECT 1 FROM earlier) WHERE TRUE
+		ON CONFLICT (endpoint, event_id) DO NOTHING`,
+		d.Endpoint, d.ObjectRef, d.Reference, d.Livemode, d.Event, d.EventSeq, d.EventType, string(d.Status),
 		microsOrNil(d.NextAttemptAt), micros(d.CreatedAt), micros(d.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("insert webhook delivery: %w", err)
@@ -200,22 +214,45 @@ func (q *queries) InsertWebhookDelivery(ctx context.Context, d *webhook.Delivery
 	return nil
 }
 
-// ClaimWebhookDeliveries implements webhook.Tx.
+// ClaimWebhookDeliveries implements webhook.Tx. Only heads of their
+// queues are claimed, and replays with no earlier delivery of their object
+// pending: both sets are read through their own partial indexes, so a
+// claim's cost does not grow with the deliveries waiting behind a head.
 func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int) ([]webhook.Claim, error) {
-	rows, err := q.q.Query(ctx, `SELECT d.reference FROM webhook_deliveries d
-		WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)
-		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref
-			AND p.status = 'pending' AND p.event_seq < d.event_seq AND p.replayed = FALSE)
-		ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), micros(now), limit)
-	if err != nil {
-		return nil, fmt.Errorf("due webhook deliveries: %w", err)
+	const due = ` AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)`
+	type candidate struct {
+		ref       string
+		next, seq int64
 	}
-	refs, err := collect(rows, func(r Row) (*string, error) {
-		var s string
-		return &s, r.Scan(&s)
-	})
-	if err != nil || len(refs) == 0 {
-		return nil, err
+	var found []candidate
+	for _, query := range []string{
+		`SELECT d.reference, d.next_attempt_at, d.event_seq FROM webhook_deliveries d
+		WHERE d.status = 'pending' AND d.head` + due,
+		`SELECT d.reference, d.next_attempt_at, d.event_seq FROM webhook_deliveries d
+		WHERE d.status = 'pending' AND d.replayed` + due + `
+		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref
+			AND p.status = 'pending' AND p.replayed = FALSE AND p.event_seq < d.event_seq)`,
+	} {
+		rows, err := q.q.Query(ctx, query+` ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), micros(now), limit)
+		if err != nil {
+			return nil, fmt.Errorf("due webhook deliveries: %w", err)
+		}
+		more, err := collect(rows, func(r Row) (*candidate, error) {
+			var c candidate
+			return &c, r.Scan(&c.ref, &c.next, &c.seq)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("due webhook deliveries: %w", err)
+		}
+		found = append(found, more...)
+	}
+	slices.SortFunc(found, func(a, b candidate) int { return cmp.Or(cmp.Compare(a.next, b.next), cmp.Compare(a.seq, b.seq)) })
+	refs := make([]string, 0, min(len(found), limit))
+	for _, c := range found[:min(len(found), limit)] {
+		refs = append(refs, c.ref)
+	}
+	if len(refs) == 0 {
+		return nil, nil
 	}
 	in, args := refList(refs, 3)
 	if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET lease_until = $1, lease_token = $2 WHERE reference IN (`+in+`)`,
@@ -223,7 +260,7 @@ func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil ti
 		return nil, fmt.Errorf("lease webhook deliveries: %w", err)
 	}
 	in1, args1 := refList(refs, 1)
-	rows, err = q.q.Query(ctx, `SELECT d.reference, d.livemode, d.endpoint, d.event_id, d.attempt_count, e.url, e.secret, ev.payload
+	rows, err := q.q.Query(ctx, `SELECT d.reference, d.livemode, d.endpoint, d.event_id, d.attempt_count, e.url, e.secret, ev.payload
 		FROM webhook_deliveries d
 		JOIN webhook_endpoints e ON e.reference = d.endpoint
 		JOIN events ev ON ev.id = d.event_id
@@ -264,20 +301,36 @@ func (q *queries) ReplaceWebhookSecret(ctx context.Context, endpoint, prev, next
 	return n == 1, nil
 }
 
-// RecordWebhookAttempt implements webhook.Tx.
+// RecordWebhookAttempt implements webhook.Tx. A head that finishes hands
+// its place on to the next pending delivery of its queue, read in a
+// statement of its own so that it sees a delivery the dispatcher queued
+// behind it while this transaction waited for the dispatcher's lock.
 func (q *queries) RecordWebhookAttempt(ctx context.Context, delivery, token string, a webhook.Attempt, o webhook.Outcome) (bool, error) {
 	if _, err := q.q.Exec(ctx, `INSERT INTO webhook_attempts (delivery, attempted_at, duration_ms, status_code, error)
 		VALUES ($1, $2, $3, $4, $5)`, delivery, micros(a.AttemptedAt), a.DurationMS, a.StatusCode, a.Error); err != nil {
 		return false, fmt.Errorf("insert webhook attempt: %w", err)
 	}
-	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET status = $3, attempt_count = $4, next_attempt_at = $5,
-		delivered_at = COALESCE($6, delivered_at), lease_until = NULL, lease_token = NULL, updated_at = $7
-		WHERE reference = $1 AND lease_token = $2`, delivery, token, string(o.Status), o.AttemptCount,
-		microsOrNil(o.NextAttemptAt), microsOrNil(o.DeliveredAt), micros(o.UpdatedAt))
+	var endpoint, object string
+	var head bool
+	err := q.q.QueryRow(ctx, `UPDATE webhook_deliveries SET status = $3, attempt_count = $4, next_attempt_at = $5,
+		delivered_at = COALESCE($6, delivered_at), lease_until = NULL, lease_token = NULL, updated_at = $7,
+		head = (head AND $3 = 'pending')
+		WHERE reference = $1 AND lease_token = $2 RETURNING endpoint, object_ref, $3 <> 'pending' AND replayed = FALSE`,
+		delivery, token, string(o.Status), o.AttemptCount,
+		microsOrNil(o.NextAttemptAt), microsOrNil(o.DeliveredAt), micros(o.UpdatedAt)).Scan(&endpoint, &object, &head)
+	if notFound(err) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("update webhook delivery: %w", err)
 	}
-	return n == 1, nil
+	if head {
+		if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET head = TRUE WHERE reference = (`+queuedBefore+`)`,
+			endpoint, object); err != nil {
+			return false, fmt.Errorf("next webhook delivery: %w", err)
+		}
+	}
+	return true, nil
 }
 
 const deliverySelect = `SELECT reference, livemode, endpoint, event_id, event_seq, event_type, object_ref, status,
@@ -305,9 +358,10 @@ func (q *queries) WebhookDeliveryForUpdate(ctx context.Context, livemode bool, r
 
 // RequeueWebhookDelivery implements webhook.Tx.
 func (q *queries) RequeueWebhookDelivery(ctx context.Context, ref string, now time.Time) error {
-	// A delivery that was still pending keeps its place in the order; one
-	// that had finished is marked replayed and holds nothing back.
-	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET replayed = (status <> 'pending'), status = 'pending', attempt_count = 0,
+	// A delivery that was still pending keeps its place in the order (and
+	// a replay stays one); one that had finished is marked replayed and
+	// holds nothing back.
+	n, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET replayed = (replayed OR status <> 'pending'), status = 'pending', attempt_count = 0,
 		next_attempt_at = $2, lease_until = NULL, lease_token = NULL, delivered_at = NULL, updated_at = $2 WHERE reference = $1`, ref, micros(now))
 	if err != nil {
 		return fmt.Errorf("requeue webhook delivery: %w", err)
