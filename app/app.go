@@ -97,6 +97,9 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	verifier, err := auth.New(ctx, auth.Config{
 		SandboxSecret: secret, SandboxJWKSURL: cfg.SandboxJWKSURL, ProductionJWKSURL: cfg.ProductionJWKSURL,
 		ProductionPublicKeyFile: cfg.ProductionPublicKeyFile, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		OnRefreshError: func(url string, err error) {
+			log.Warn("JWKS refresh failed; the last keys fetched stay in use", "url", url, "error", err)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("token verification: %w", err)

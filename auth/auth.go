@@ -66,6 +66,11 @@ type Config struct {
 	// HTTPClient fetches the JWKS documents. Nil means a client with a 10 s
 	// timeout, so that a hung key server cannot hang start-up.
 	HTTPClient *http.Client
+	// OnRefreshError, when set, is told of each failed refresh of a JWKS
+	// document after start-up (hourly, or for a token naming an unknown
+	// kid, at most every five minutes); the last good keys stay in use.
+	// This package does not log, so the caller decides how to report it.
+	OnRefreshError func(url string, err error)
 	// Now is the clock, replaceable in tests. Nil means time.Now.
 	Now func() time.Time
 }
@@ -148,14 +153,14 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	if cfg.SandboxJWKSURL != "" {
 		src := &keySource{livemode: false, parser: newParser(publicKeyMethods, opts)}
-		if v.sandbox, err = loadJWKS(lifetime, cfg.SandboxJWKSURL, client, src); err != nil {
+		if v.sandbox, err = loadJWKS(lifetime, cfg.SandboxJWKSURL, client, src, cfg.OnRefreshError); err != nil {
 			cancel()
 			return nil, fmt.Errorf("auth: sandbox JWKS: %w", err)
 		}
 	}
 	if cfg.ProductionJWKSURL != "" {
 		src := &keySource{livemode: true, parser: newParser(publicKeyMethods, opts)}
-		if v.production, err = loadJWKS(lifetime, cfg.ProductionJWKSURL, client, src); err != nil {
+		if v.production, err = loadJWKS(lifetime, cfg.ProductionJWKSURL, client, src, cfg.OnRefreshError); err != nil {
 			cancel()
 			return nil, fmt.Errorf("auth: production JWKS: %w", err)
 		}

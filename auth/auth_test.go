@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,6 +151,7 @@ type jwksServer struct {
 	*httptest.Server
 	mu   sync.Mutex
 	keys []jwk
+	down bool // answer 503, as a key server in trouble would
 }
 
 func serveJWKS(t *testing.T, keys ...jwk) *jwksServer {
@@ -158,11 +160,21 @@ func serveJWKS(t *testing.T, keys ...jwk) *jwksServer {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": s.keys})
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+func (s *jwksServer) setDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
 }
 
 func (s *jwksServer) set(keys ...jwk) {
@@ -508,6 +520,32 @@ func TestJWKSModes(t *testing.T) {
 		check(t, v, sign(t, jwt.SigningMethodES256, rotated, "prod-ec-2", claims(nil)), &live, "")
 		check(t, v, sign(t, jwt.SigningMethodES256, prodEC, "prod-ec", claims(nil)), nil, "The token's signing key is not known.")
 	})
+}
+
+func TestJWKSRefreshFailureIsReportedAndKeepsTheKeys(t *testing.T) {
+	prodEC := newEC(t, elliptic.P256())
+	srv := serveJWKS(t, ecJWK(t, "prod-ec", &prodEC.PublicKey))
+	var mu sync.Mutex
+	var reported []string
+	v := newVerifier(t, auth.Config{SandboxSecret: sandboxSecret, ProductionJWKSURL: srv.URL,
+		OnRefreshError: func(url string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			reported = append(reported, url+": "+err.Error())
+		}})
+	srv.setDown(true)
+	// A token naming a kid the document lacks makes the verifier refetch it.
+	rotated := newEC(t, elliptic.P256())
+	check(t, v, sign(t, jwt.SigningMethodES256, rotated, "prod-ec-2", claims(nil)), nil, "The token's signing key is not known.")
+	mu.Lock()
+	got := slices.Clone(reported)
+	mu.Unlock()
+	if len(got) != 1 || !strings.HasPrefix(got[0], srv.URL+": ") {
+		t.Fatalf("reported %q, want one failure of %s", got, srv.URL)
+	}
+	live := *sandboxCaller
+	live.Livemode = true
+	check(t, v, sign(t, jwt.SigningMethodES256, prodEC, "prod-ec", claims(nil)), &live, "")
 }
 
 func TestProductionNotConfigured(t *testing.T) {

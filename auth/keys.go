@@ -80,15 +80,21 @@ type jwksSource struct {
 
 // loadJWKS fetches the document at url once, failing if it cannot be
 // fetched or holds no usable key, and keeps refreshing it until lifetime
-// ends. Refresh failures keep the last good keys and are not logged: this
-// package never logs, and a failure shows up as tokens that do not verify.
-func loadJWKS(lifetime context.Context, url string, client *http.Client, src *keySource) (*jwksSource, error) {
+// ends. A refresh that fails keeps the last good keys and is passed to
+// onError, if set.
+func loadJWKS(lifetime context.Context, url string, client *http.Client, src *keySource, onError func(string, error)) (*jwksSource, error) {
 	noErrorOnFirstFailure := false
 	kf, err := keyfunc.NewDefaultOverrideCtx(lifetime, []string{url}, keyfunc.Override{
 		Client:                    client,
 		HTTPTimeout:               fetchTimeout,
 		NoErrorReturnFirstHTTPReq: &noErrorOnFirstFailure,
-		RefreshErrorHandlerFunc:   func(string) func(context.Context, error) { return func(context.Context, error) {} },
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				if onError != nil {
+					onError(u, err)
+				}
+			}
+		},
 		// A token with an unknown kid may trigger one refetch every five
 		// minutes (keyfunc's default); other such tokens must not queue
 		// behind the rate limiter, so they wait at most this long.
