@@ -66,8 +66,11 @@ type Error struct {
 	Code    Code
 	Message string
 	Fields  []FieldError
-	Op      string
-	Err     error
+	// Reference names an object the caller needs to find: the one a
+	// request created, when its response was lost.
+	Reference string
+	Op        string
+	Err       error
 }
 
 func (e *Error) Error() string {

@@ -178,9 +178,11 @@ type AccountBalance struct {
 
 type idempotencyMarkKey struct{}
 
-// IdempotencyMark names an idempotency key whose request is in flight.
+// IdempotencyMark names an idempotency key whose request is in flight,
+// and the object the request creates, once it is known.
 type IdempotencyMark struct {
 	Scope, Key string
+	Created    string
 }
 
 // WithIdempotencyMark asks storage to record, inside every write transaction
@@ -189,6 +191,19 @@ type IdempotencyMark struct {
 // committed (never run again) from one that did not (safe to run).
 func WithIdempotencyMark(ctx context.Context, m IdempotencyMark) context.Context {
 	return context.WithValue(ctx, idempotencyMarkKey{}, m)
+}
+
+// WithIdempotentCreation notes, for a request that holds an idempotency
+// key, the reference of the object it is about to create. Storage records
+// it with the key in the transaction that applies the effect, so that a
+// retry whose response was lost can still be told what was created.
+func WithIdempotentCreation(ctx context.Context, ref string) context.Context {
+	m, ok := IdempotencyMarkFrom(ctx)
+	if !ok {
+		return ctx
+	}
+	m.Created = ref
+	return WithIdempotencyMark(ctx, m)
 }
 
 // IdempotencyMarkFrom returns the mark set by WithIdempotencyMark.
@@ -213,7 +228,8 @@ const (
 	IdempotencyReused
 	// IdempotencyResponseLost: the request's effect committed but its
 	// holder died before storing the response (a crash in that window); the
-	// effect is never run again, and the client has to read the object.
+	// effect is never run again, and the client has to read the object
+	// (Created, when the request created one).
 	IdempotencyResponseLost
 )
 
@@ -223,6 +239,9 @@ type IdempotencyRecord struct {
 	Status      int
 	ContentType string
 	Body        []byte
+	// Created is, for IdempotencyResponseLost, the object the request
+	// created, if it was one that creates.
+	Created string
 }
 
 // IdempotencyStore keeps idempotency keys for 24 hours, scoped per caller.

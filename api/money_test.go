@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -373,6 +374,60 @@ func TestHoldExpiryJob(t *testing.T) {
 		t.Fatalf("available %d held %d", a, h)
 	}
 	env.CheckLedger()
+}
+
+// TestIdempotencyResponseLost plays a server that stopped after a request's
+// effect committed and before its response was stored: a retry with the key
+// is refused, and names the object the request created.
+func TestIdempotencyResponseLost(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		ops := env.Client("op", "US", "ops")
+		card := alice.FundedCard(10_000)
+		auth := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(500)).Str("reference")
+		alice.Must(200, "POST", "/authorizations/"+auth+"/settle/", nil)
+		// lose leaves key as the crash would: applied, no response, and older
+		// than the two minutes after which its holder counts as gone.
+		lose := func(t *testing.T, key string) {
+			t.Helper()
+			n, err := env.App.Store.Conn().Exec(context.Background(), `UPDATE idempotency_keys SET response_status = NULL,
+				response_type = NULL, response_body = NULL, created_at = created_at - 180000000 WHERE key = $1 AND applied`, key)
+			if err != nil || n != 1 {
+				t.Fatalf("lose %s: %d rows, %v", key, n, err)
+			}
+		}
+		for _, tc := range []struct {
+			name   string
+			client *apptest.Client
+			path   string
+			body   any
+		}{
+			{"card", alice, "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}},
+			{"authorization", alice, "/managed-cards/" + card + "/authorize/", apptest.Purchase(100)},
+			{"dispute", alice, "/disputes/", map[string]any{"authorization": auth, "reason": "not_received"}},
+			{"webhook endpoint", ops, "/ops/webhook-endpoints/", map[string]any{"url": "http://127.0.0.1:9/hooks", "events": []string{"*"}}},
+		} {
+			t.Run("a lost response names the "+tc.name+" the request created", func(t *testing.T) {
+				key := "lost-" + tc.name
+				created := tc.client.Must(201, "POST", tc.path, tc.body, "Idempotency-Key", key).Str("reference")
+				lose(t, key)
+				r := tc.client.Do("POST", tc.path, tc.body, "Idempotency-Key", key)
+				if r.Status != 409 || r.Code() != "idempotency_response_lost" || created == "" || r.Str("reference") != created ||
+					!strings.Contains(r.Str("detail"), created) {
+					t.Fatalf("retry after the lost response of %s: %d %s", created, r.Status, r.Body)
+				}
+			})
+		}
+		t.Run("a lost response of an action names no object", func(t *testing.T) {
+			alice.Must(200, "POST", "/managed-cards/"+card+"/freeze/", nil, "Idempotency-Key", "lost-freeze")
+			lose(t, "lost-freeze")
+			r := alice.Do("POST", "/managed-cards/"+card+"/freeze/", nil, "Idempotency-Key", "lost-freeze")
+			if _, named := r.JSON()["reference"]; r.Status != 409 || r.Code() != "idempotency_response_lost" || named {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
+	})
 }
 
 func TestIdempotency(t *testing.T) {

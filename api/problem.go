@@ -60,6 +60,9 @@ type Problem struct {
 	Code      cardrail.Code         `json:"code"`
 	RequestID string                `json:"request_id"`
 	Errors    []cardrail.FieldError `json:"errors,omitempty"`
+	// Reference is the object the request created, on
+	// idempotency_response_lost.
+	Reference string `json:"reference,omitempty"`
 }
 
 // problemFor renders err for the client. Anything that is not a known client
@@ -83,7 +86,7 @@ func problemFor(err error, requestID string) Problem {
 	}
 	var e *cardrail.Error
 	if errors.As(err, &e) {
-		p.Errors = e.Fields
+		p.Errors, p.Reference = e.Fields, e.Reference
 	}
 	return p
 }

@@ -124,8 +124,13 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyReused, "This Idempotency-Key was used with a different request."))
 		return
 	case cardrail.IdempotencyResponseLost:
-		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyResponseLost,
-			"The request with this Idempotency-Key took effect, but its response was lost when the server stopped; it will not run again. Read the object to see the result."))
+		e := cardrail.Errorf(cardrail.CodeIdempotencyResponseLost,
+			"The request with this Idempotency-Key took effect, but its response was lost when the server stopped; it will not run again. Read the object to see the result.")
+		if rec.Created != "" {
+			e.Message = "The request with this Idempotency-Key created " + rec.Created + ", but its response was lost when the server stopped; it will not run again. Read " + rec.Created + " to see the result."
+			e.Reference = rec.Created
+		}
+		s.writeError(w, r, e)
 		return
 	case cardrail.IdempotencyInProgress:
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyInProgress, "A request with this Idempotency-Key is still in progress."))

@@ -305,6 +305,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		}
 		auths, events = append(auths, auth), append(events, &ev)
 		if m, ok := cardrail.IdempotencyMarkFrom(j.ctx); ok {
+			m.Created = auth.Reference
 			marks = append(marks, m)
 		}
 		results[i].auth = auth

@@ -115,6 +115,7 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 	if card.Metadata == nil {
 		card.Metadata = map[string]string{}
 	}
+	ctx = cardrail.WithIdempotentCreation(ctx, card.Reference)
 	res, err := s.router.Issue(ctx, routes, cardrail.IssueRequest{
 		IdempotencyKey: "cardrail-issue-" + card.Reference, CardReference: card.Reference, Program: prog.Code,
 		Brand: prog.Brand, Type: prog.CardType, Currency: prog.Currency, Country: c.Country, Livemode: c.Livemode,

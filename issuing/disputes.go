@@ -51,6 +51,8 @@ func (s *Service) OpenDispute(ctx context.Context, c cardrail.Caller, p DisputeP
 		return nil, err
 	}
 	var out *cardrail.Dispute
+	ref := cardrail.NewReference(cardrail.PrefixDispute)
+	ctx = cardrail.WithIdempotentCreation(ctx, ref)
 	err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
 		if _, err := tx.CardForUpdate(ctx, c.Livemode, "", found.Card); err != nil {
 			return err
@@ -78,7 +80,7 @@ func (s *Service) OpenDispute(ctx context.Context, c cardrail.Caller, p DisputeP
 				cardrail.Money{Amount: max(left, 0), Currency: a.Currency})
 		}
 		now := s.now()
-		d := &cardrail.Dispute{Object: "dispute", Reference: cardrail.NewReference(cardrail.PrefixDispute), Authorization: a.Reference,
+		d := &cardrail.Dispute{Object: "dispute", Reference: ref, Authorization: a.Reference,
 			Card: a.Card, Status: cardrail.DisputeOpen, Reason: p.Reason, Amount: amount, Currency: a.Currency,
 			Description: p.Description, Livemode: a.Livemode, Owner: a.Owner, CreatedAt: now, UpdatedAt: now}
 		if err := tx.InsertDispute(ctx, d); err != nil {

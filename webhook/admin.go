@@ -77,6 +77,7 @@ func (w *Worker) CreateEndpoint(ctx context.Context, c cardrail.Caller, p Endpoi
 	if stored.Secret, err = w.sealSecret(e.Reference, secret); err != nil {
 		return nil, cardrail.WithOp("webhooks.CreateEndpoint", err)
 	}
+	ctx = cardrail.WithIdempotentCreation(ctx, e.Reference)
 	err = w.store.WebhookTx(ctx, func(tx Tx) error {
 		if err := tx.InsertWebhookEndpoint(ctx, &stored); err != nil {
 			return err

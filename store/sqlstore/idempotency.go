@@ -18,6 +18,10 @@ const (
 
 var _ cardrail.IdempotencyStore = (*Store)(nil)
 
+// markApplied records, in the transaction that applies a request's effect,
+// that its key ($1, $2) took effect, and what it created ($3, or NULL).
+const markApplied = `UPDATE idempotency_keys SET applied = TRUE, created_ref = $3 WHERE scope = $1 AND key = $2`
+
 // BeginIdempotent implements cardrail.IdempotencyStore.
 func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (cardrail.IdempotencyRecord, error) {
 	for range 3 {
@@ -36,9 +40,10 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 			contentType *string
 			body        []byte
 			created     int64
+			createdRef  *string
 		)
-		err = s.conn.QueryRow(ctx, `SELECT fingerprint, applied, response_status, response_type, response_body, created_at
-			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&fp, &applied, &status, &contentType, &body, &created)
+		err = s.conn.QueryRow(ctx, `SELECT fingerprint, applied, response_status, response_type, response_body, created_at, created_ref
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&fp, &applied, &status, &contentType, &body, &created, &createdRef)
 		if notFound(err) {
 			continue // released between our insert and read: try again
 		}
@@ -63,7 +68,11 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 			return rec, nil
 		}
 		if applied && age > staleAfter {
-			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyResponseLost}, nil
+			rec := cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyResponseLost}
+			if createdRef != nil {
+				rec.Created = *createdRef
+			}
+			return rec, nil
 		}
 		if !applied && age > staleAfter {
 			// The holder died before its effect committed: nothing happened,
