@@ -166,13 +166,8 @@ func (s *Service) settle(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 		}
 		e.Lines = append(e.Lines, ledger.Line{Account: target, Amount: rest})
 	}
-	if err := tx.Post(ctx, &e); err != nil {
+	if err := s.postCredit(ctx, tx, card, &e, target); err != nil {
 		return err
-	}
-	if target != "" {
-		if err := s.walletCredited(ctx, tx, card, target); err != nil {
-			return err
-		}
 	}
 	if err := s.unspend(ctx, tx, a, rest); err != nil {
 		return err
@@ -202,10 +197,7 @@ func (s *Service) release(ctx context.Context, tx cardrail.Tx, card *cardrail.Ca
 	}
 	e := ledger.Move(ledger.TypeHoldRelease, a.Livemode, a.Currency, ledger.CardHeldAccount(card.Reference), target, amount)
 	e.Card, e.Authorization = card.Reference, a.Reference
-	if err := tx.Post(ctx, &e); err != nil {
-		return err
-	}
-	if err := s.walletCredited(ctx, tx, card, target); err != nil {
+	if err := s.postCredit(ctx, tx, card, &e, target); err != nil {
 		return err
 	}
 	if err := s.unspend(ctx, tx, a, amount); err != nil {
@@ -243,10 +235,7 @@ func (s *Service) refund(ctx context.Context, tx cardrail.Tx, card *cardrail.Car
 	}
 	e := ledger.Move(ledger.TypeRefund, a.Livemode, a.Currency, ledger.SystemAccount(a.Livemode, a.Currency, ledger.NetworkSettlement), target, amount)
 	e.Card, e.Authorization = card.Reference, a.Reference
-	if err := tx.Post(ctx, &e); err != nil {
-		return err
-	}
-	if err := s.walletCredited(ctx, tx, card, target); err != nil {
+	if err := s.postCredit(ctx, tx, card, &e, target); err != nil {
 		return err
 	}
 	a.RefundedAmount += amount

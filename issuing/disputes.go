@@ -156,10 +156,7 @@ func (s *Service) MoveDispute(ctx context.Context, c cardrail.Caller, ref string
 			}
 			e := ledger.Move(ledger.TypeDisputeWon, d.Livemode, d.Currency, ledger.SystemAccount(d.Livemode, d.Currency, ledger.DisputeRecovery), target, d.Amount)
 			e.Card, e.Authorization, e.Dispute = d.Card, d.Authorization, d.Reference
-			if err := tx.Post(ctx, &e); err != nil {
-				return err
-			}
-			if err := s.walletCredited(ctx, tx, card, target); err != nil {
+			if err := s.postCredit(ctx, tx, card, &e, target); err != nil {
 				return err
 			}
 		}

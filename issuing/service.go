@@ -96,11 +96,15 @@ func creditTarget(ctx context.Context, tx cardrail.Tx, c *cardrail.Card) (string
 	return w.Reference, nil
 }
 
-// walletCredited emits wallet.credited when target, from creditTarget,
-// was the owner's wallet: a credit that reaches a wallet because the card
-// is closed is a wallet change like any other, and has its event.
-func (s *Service) walletCredited(ctx context.Context, tx cardrail.Tx, c *cardrail.Card, target string) error {
-	if target == ledger.CardAvailableAccount(c.Reference) {
+// postCredit posts e, which credits target (from creditTarget; "" when e
+// credits nothing to the card), and emits wallet.credited when target is
+// the owner's wallet: a credit that reaches a wallet because the card is
+// closed is a wallet change like any other, and has its event.
+func (s *Service) postCredit(ctx context.Context, tx cardrail.Tx, c *cardrail.Card, e *ledger.Entry, target string) error {
+	if err := tx.Post(ctx, e); err != nil {
+		return err
+	}
+	if target == "" || target == ledger.CardAvailableAccount(c.Reference) {
 		return nil
 	}
 	return s.emitWallet(ctx, tx, cardrail.EventWalletCredited, c.Livemode, c.Owner, c.Currency)
