@@ -110,7 +110,7 @@ func Check(ctx context.Context, q sqlstore.Querier) error {
 			var scanErr error
 			for n := 3; n >= 1; n-- {
 				if scanErr = rows.Scan(ptrs[:n]...); scanErr == nil {
-					bad = append(bad, fmt.Sprint(vals[:n]...))
+					bad = append(bad, strings.TrimSuffix(fmt.Sprintln(vals[:n]...), "\n"))
 					break
 				}
 			}
