@@ -240,7 +240,7 @@ type IdempotencyRecord struct {
 	ContentType string
 	Body        []byte
 	// Created is, for IdempotencyResponseLost, the object the request
-	// created, if it was one that creates.
+	// created, when it created one.
 	Created string
 }
 

@@ -124,12 +124,13 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyReused, "This Idempotency-Key was used with a different request."))
 		return
 	case cardrail.IdempotencyResponseLost:
-		e := cardrail.Errorf(cardrail.CodeIdempotencyResponseLost,
-			"The request with this Idempotency-Key took effect, but its response was lost when the server stopped; it will not run again. Read the object to see the result.")
+		did, read := "took effect", "the object"
 		if rec.Created != "" {
-			e.Message = "The request with this Idempotency-Key created " + rec.Created + ", but its response was lost when the server stopped; it will not run again. Read " + rec.Created + " to see the result."
-			e.Reference = rec.Created
+			did, read = "created "+rec.Created, rec.Created
 		}
+		e := cardrail.Errorf(cardrail.CodeIdempotencyResponseLost,
+			"The request with this Idempotency-Key %s, but its response was lost when the server stopped; it will not run again. Read %s to see the result.", did, read)
+		e.Reference = rec.Created
 		s.writeError(w, r, e)
 		return
 	case cardrail.IdempotencyInProgress:

@@ -189,9 +189,9 @@ func (q *queries) DeleteWebhookEndpoint(ctx context.Context, livemode bool, ref 
 	return e, nil
 }
 
-// queuedBefore selects the first pending, not replayed delivery to
-// endpoint $1 about object $2: the head of their queue.
-const queuedBefore = `SELECT reference FROM webhook_deliveries WHERE endpoint = $1 AND object_ref = $2
+// queueHead selects the head of the queue of endpoint $1 and object $2:
+// its first pending delivery that is not a replay.
+const queueHead = `SELECT reference FROM webhook_deliveries WHERE endpoint = $1 AND object_ref = $2
 	AND status = 'pending' AND replayed = FALSE ORDER BY event_seq LIMIT 1`
 
 // InsertWebhookDelivery implements webhook.Tx. The dispatcher queues
@@ -201,7 +201,7 @@ const queuedBefore = `SELECT reference FROM webhook_deliveries WHERE endpoint = 
 // (the lock waits, the finished head is passed over and d becomes the head)
 // or waits for this transaction and then hands the head on to d.
 func (q *queries) InsertWebhookDelivery(ctx context.Context, d *webhook.Delivery) error {
-	_, err := q.q.Exec(ctx, `WITH earlier AS (`+queuedBefore+q.d.ForUpdate+`)
+	_, err := q.q.Exec(ctx, `WITH earlier AS (`+queueHead+q.d.ForUpdate+`)
 		INSERT INTO webhook_deliveries (reference, livemode, endpoint, event_id, event_seq, event_type,
 		object_ref, status, attempt_count, next_attempt_at, created_at, updated_at, head)
 		SELECT $3, $4, $1, $5, $6, $7, $2, $8, 0, $9, $10, $11, NOT EXISTS (SELECT 1 FROM earlier) WHERE TRUE
@@ -325,7 +325,7 @@ func (q *queries) RecordWebhookAttempt(ctx context.Context, delivery, token stri
 		return false, fmt.Errorf("update webhook delivery: %w", err)
 	}
 	if head {
-		if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET head = TRUE WHERE reference = (`+queuedBefore+`)`,
+		if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET head = TRUE WHERE reference = (`+queueHead+`)`,
 			endpoint, object); err != nil {
 			return false, fmt.Errorf("next webhook delivery: %w", err)
 		}
