@@ -19,6 +19,15 @@ import (
 
 var errRollback = errors.New("roll back")
 
+// insertEndpoint stores an endpoint subscribed to everything, straight
+// through the store, and returns its reference. Nothing listens at its URL:
+// these tests claim deliveries but never send them.
+func insertEndpoint(ctx context.Context, tx webhook.Tx, now time.Time) (string, error) {
+	ep := &webhook.Endpoint{Reference: cardrail.NewReference(cardrail.PrefixWebhook), Secret: "whsec_test",
+		URL: "http://127.0.0.1:9/hooks", Events: []string{"*"}, CreatedAt: now}
+	return ep.Reference, tx.InsertWebhookEndpoint(ctx, ep)
+}
+
 // TestAHeadFinishingAsTheNextIsQueued races the two writers of a queue's
 // head: a worker recording that an object's only pending delivery was
 // delivered, and the dispatcher queueing the object's next one. Whichever
@@ -89,12 +98,10 @@ func TestAHeadFinishingAsTheNextIsQueued(t *testing.T) {
 			}
 			var endpoint string
 			err := st.WebhookTx(ctx, func(tx webhook.Tx) error {
-				ep := &webhook.Endpoint{Reference: cardrail.NewReference(cardrail.PrefixWebhook), Secret: "whsec_race",
-					URL: "http://127.0.0.1:9/hooks", Events: []string{"*"}, CreatedAt: now}
-				if err := tx.InsertWebhookEndpoint(ctx, ep); err != nil {
+				var err error
+				if endpoint, err = insertEndpoint(ctx, tx, now); err != nil {
 					return err
 				}
-				endpoint = ep.Reference
 				return queue(tx, endpoint, events[0], 1)
 			})
 			if err != nil {
@@ -155,12 +162,10 @@ func BenchmarkClaimBehindABacklog(b *testing.B) {
 						Status: webhook.DeliveryPending, NextAttemptAt: due, CreatedAt: now, UpdatedAt: now}
 				}
 				err := st.WebhookTx(ctx, func(tx webhook.Tx) error {
-					ep := &webhook.Endpoint{Reference: cardrail.NewReference(cardrail.PrefixWebhook), Secret: "whsec_bench",
-						URL: "http://127.0.0.1:9/hooks", Events: []string{"*"}, CreatedAt: now}
-					if err := tx.InsertWebhookEndpoint(ctx, ep); err != nil {
+					var err error
+					if endpoint, err = insertEndpoint(ctx, tx, now); err != nil {
 						return err
 					}
-					endpoint = ep.Reference
 					// The blocked object's first delivery is due in an hour;
 					// the n after it are due now but must wait for it.
 					for i := range n + 1 {
