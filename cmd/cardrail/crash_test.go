@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +102,7 @@ type crashRun struct {
 	srv   *serverProcess
 	token string
 	cards []string
+	hooks *crashReceiver
 
 	mu       sync.Mutex
 	seq      int
@@ -150,14 +153,48 @@ func newCrashRun(t *testing.T, bin, url string) *crashRun {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, "CARDRAIL_DATABASE_URL="+url, "CARDRAIL_RATE_LIMIT=0", "CARDRAIL_LOG_LEVEL=warn")
+	// Short retries, so that failed first attempts come round again within
+	// a round and queue heads move while the server is killed.
+	env = append(env, "CARDRAIL_DATABASE_URL="+url, "CARDRAIL_RATE_LIMIT=0", "CARDRAIL_LOG_LEVEL=warn",
+		"CARDRAIL_WEBHOOK_RETRY_SCHEDULE=10ms,20ms,40ms,80ms,160ms")
 	c := &crashRun{
 		t: t, bin: bin, url: url, env: env,
 		http:    &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * crashClients}},
 		amounts: map[string]int64{}, auths: map[string]*knownAuth{},
+		hooks: newCrashReceiver(t),
 	}
 	t.Cleanup(c.kill)
 	return c
+}
+
+// crashReceiver is the webhook endpoint of a crash run. It refuses the
+// first attempt at every tenth event, so that deliveries also wait for
+// retries when the server is killed.
+type crashReceiver struct {
+	*httptest.Server
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func newCrashReceiver(t *testing.T) *crashReceiver {
+	r := &crashReceiver{tries: map[string]int{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		id := req.Header.Get("webhook-id")
+		r.mu.Lock()
+		r.tries[id]++
+		first := r.tries[id] == 1
+		r.mu.Unlock()
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		if first && h.Sum32()%10 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.Close)
+	return r
 }
 
 // round is one load, crash and recovery; the first round also starts the
@@ -350,6 +387,19 @@ func (c *crashRun) setup() {
 		c.t.Fatalf("cardrail token: %v\n%s", err, stderr)
 	}
 	c.token = strings.TrimSpace(string(out))
+	ops := exec.Command(c.bin, "token", "--sub", "crash-ops", "--role", "ops")
+	ops.Env = c.env
+	if out, err = ops.Output(); err != nil {
+		c.t.Fatalf("cardrail token --role ops: %v", err)
+	}
+	// The authorizations' events go to one queue each, the cards' to four
+	// long ones; the wallet's single queue is left out, to keep the
+	// deliveries close behind the load.
+	user := c.token
+	c.token = strings.TrimSpace(string(out))
+	c.must(http.StatusCreated, "POST", "/ops/webhook-endpoints/", map[string]any{"url": c.hooks.URL + "/hooks",
+		"events": []string{"card.authorization.created", "card.authorization.updated", "card.funded", "card.withdrawn"}})
+	c.token = user
 	c.must(http.StatusOK, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": crashDeposit, "currency": "USD"})
 	for range crashCards {
 		ref := c.must(http.StatusCreated, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).field("reference")
@@ -498,12 +548,36 @@ func (c *crashRun) verify(round, sent int) {
 		c.t.Fatalf("round %d, after the retries, ledger invariants:\n%v", round, err)
 	}
 	c.checkMoney(ctx, st, round)
+	deliveries := c.deliveries(ctx, st)
 	c.t.Logf("round %d: %d requests sent, %d acknowledged and replayed byte for byte, %d unacknowledged retried "+
-		"(%d replayed, %d ran now, %d held in progress: %d of them had applied)",
-		round, sent, len(acked), len(unacked), counts["replayed"], counts["ran"], counts["in progress"], counts["in progress applied"])
+		"(%d replayed, %d ran now, %d held in progress: %d of them had applied); webhook deliveries %v",
+		round, sent, len(acked), len(unacked), counts["replayed"], counts["ran"], counts["in progress"], counts["in progress applied"], deliveries)
+	if deliveries["delivered"] == 0 {
+		c.t.Errorf("round %d: no webhook delivered, so the queues were not exercised", round)
+	}
 	if c.t.Failed() {
 		c.t.FailNow()
 	}
+}
+
+// deliveries counts the webhook deliveries by status. Their queues' heads
+// were checked with the ledger invariants.
+func (c *crashRun) deliveries(ctx context.Context, st *sqlstore.Store) map[string]int {
+	rows, err := st.Conn().Query(ctx, `SELECT status, COUNT(*) FROM webhook_deliveries GROUP BY status`)
+	if err != nil {
+		c.t.Fatalf("count webhook deliveries: %v", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			c.t.Fatalf("count webhook deliveries: %v", err)
+		}
+		out[status] = n
+	}
+	return out
 }
 
 // replayAcknowledged sends every acknowledged request again with its key:
