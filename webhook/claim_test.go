@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"sync"
@@ -67,7 +69,7 @@ func TestAHeadFinishingAsTheNextIsQueued(t *testing.T) {
 			err := st.WebhookTx(ctx, func(tx webhook.Tx) error {
 				var err error
 				now := time.Now()
-				claims, err = tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "race", 10)
+				claims, err = tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "race", 10, nil)
 				return err
 			})
 			if err != nil {
@@ -185,7 +187,7 @@ func BenchmarkClaimBehindABacklog(b *testing.B) {
 				b.ResetTimer()
 				for b.Loop() {
 					err := st.WebhookTx(ctx, func(tx webhook.Tx) error {
-						claims, err := tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "bench", 10)
+						claims, err := tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "bench", 10, nil)
 						if err != nil {
 							return err
 						}
@@ -201,4 +203,71 @@ func BenchmarkClaimBehindABacklog(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestAHungEndpointDoesNotHoldOthersBack runs the delivery loop with one
+// endpoint whose receiver never answers (within a timeout longer than the
+// test) beside a healthy one. The healthy endpoint must receive every event
+// while the hung one still holds its requests, and the hung one may hold no
+// more than its share of the worker's sends.
+func TestAHungEndpointDoesNotHoldOthersBack(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		c := newClock()
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var open, most, answered int
+		hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			open++
+			most = max(most, open)
+			mu.Unlock()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			mu.Lock()
+			open--
+			answered++
+			mu.Unlock()
+		}))
+		t.Cleanup(hung.Close)
+		defer close(release) // before the server closes, which waits for its handlers
+		env.Client("op", "US", "ops").Must(201, "POST", "/ops/webhook-endpoints/",
+			map[string]any{"url": hung.URL + "/hooks", "events": []string{"*"}})
+		healthy := newReceiver(t, c)
+		register(t, env, healthy, "*")
+		head := lastSeq(outbox(t, env, false))
+		for i := range 3 {
+			activity(t, env, fmt.Sprintf("holder%d", i))
+		}
+		want := idsOf(sinceSeq(outbox(t, env, false), head))
+
+		const concurrency = 8
+		w := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Timeout: time.Minute, Concurrency: concurrency,
+			PollInterval: 10 * time.Millisecond, Log: quiet, Keys: env.App.Keys})
+		ctx, stop := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); w.Run(ctx) }()
+		defer func() { stop(); <-stopped }()
+
+		deadline := time.Now().Add(30 * time.Second)
+		for !sameSet(healthy.ids(), want) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		held, gone, peak := open, answered, most
+		mu.Unlock()
+		if got := len(healthy.ids()); !sameSet(healthy.ids(), want) {
+			t.Fatalf("the healthy endpoint received %d of %d events while the other hung (it holds %d requests)", got, len(want), held)
+		}
+		if held == 0 || gone != 0 {
+			t.Fatalf("the hung endpoint holds %d requests and answered %d; the test needs it hung throughout", held, gone)
+		}
+		if peak > concurrency*3/4 {
+			t.Fatalf("the hung endpoint held %d of the worker's %d sends at once", peak, concurrency)
+		}
+		t.Logf("the hung endpoint held %d requests, at most %d at once", held, peak)
+		checkOrderPerObject(t, sinceSeq(outbox(t, env, false), head), healthy.got())
+	})
 }

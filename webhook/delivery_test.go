@@ -598,7 +598,7 @@ func claimDispatchedWithoutSending(t *testing.T, env *apptest.Env, c *clock) {
 				}
 			}
 		}
-		claims, err := tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "dead-worker", 1000)
+		claims, err := tx.ClaimWebhookDeliveries(ctx, now, now.Add(time.Minute), "dead-worker", 1000, nil)
 		if err == nil && len(claims) == 0 {
 			err = errors.New("nothing claimed")
 		}

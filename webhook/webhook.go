@@ -178,10 +178,10 @@ type Tx interface {
 	InsertWebhookDelivery(ctx context.Context, d *Delivery) error
 	// ClaimWebhookDeliveries leases up to limit pending deliveries that are
 	// due at now and not leased, under token until leaseUntil, skipping
-	// rows other transactions hold. A delivery is not due while an earlier
-	// delivery (by outbox order) to the same endpoint about the same object
-	// is pending.
-	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int) ([]Claim, error)
+	// rows other transactions hold and deliveries to the endpoints in skip.
+	// A delivery is not due while an earlier delivery (by outbox order) to
+	// the same endpoint about the same object is pending.
+	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int, skip []string) ([]Claim, error)
 	// UnsealedWebhookSecrets lists the endpoints whose secret is still
 	// stored as it was shown ("whsec_…"), with that secret.
 	UnsealedWebhookSecrets(ctx context.Context) ([]StoredSecret, error)

@@ -130,19 +130,9 @@ func (w *Worker) RunOnce(ctx context.Context) error {
 }
 
 func (w *Worker) runOnce(ctx context.Context) (int, error) {
-	done := 0
-	// A second pass after an empty one lets the dispatcher move past a gap
-	// it first saw in the previous pass, once that gap is known to be a
-	// rollback.
-	for i := range maxRounds {
-		n, err := w.dispatch(ctx)
-		done += n
-		if err != nil {
-			return done, fmt.Errorf("webhook dispatch: %w", err)
-		}
-		if n == 0 && i > 0 {
-			break
-		}
+	done, err := w.dispatchAll(ctx)
+	if err != nil {
+		return done, err
 	}
 	for range maxRounds {
 		n, err := w.sendDue(ctx)
@@ -158,11 +148,18 @@ func (w *Worker) runOnce(ctx context.Context) (int, error) {
 }
 
 // Run delivers until ctx ends, polling every PollInterval while idle.
+// Unlike RunOnce it does not wait for a batch of sends to finish before
+// claiming more: each of Concurrency slots is refilled as soon as its send
+// is done, and no endpoint holds more than perEndpoint of them, so a
+// receiver that hangs until the timeout slows its own deliveries, not
+// every endpoint's.
 func (w *Worker) Run(ctx context.Context) {
+	p := &pool{w: w, done: make(chan struct{}, 1), inFlight: map[string]int{}}
+	defer p.wg.Wait()
 	wait := w.opts.PollInterval
 	failing := false
 	for {
-		n, err := w.runOnce(ctx)
+		n, err := p.step(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			// While the database is away, back off (doubling up to
@@ -180,15 +177,107 @@ func (w *Worker) Run(ctx context.Context) {
 				continue
 			}
 		}
+		var slot <-chan struct{} // while failing, only the back-off wakes
+		if err == nil {
+			slot = p.done
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-slot: // a send finished, so a slot is free
 		case <-time.After(wait):
 		}
 		if err != nil {
 			wait = max(min(2*wait, maxFailureWait), w.opts.PollInterval)
 		}
 	}
+}
+
+// pool is Run's sends in flight.
+type pool struct {
+	w    *Worker
+	wg   sync.WaitGroup
+	done chan struct{} // a send finished
+
+	mu       sync.Mutex
+	running  int
+	inFlight map[string]int // sends running, by endpoint
+}
+
+// perEndpoint is how many of a worker's Concurrency sends one endpoint may
+// hold: three quarters, leaving the rest to the other endpoints.
+func (w *Worker) perEndpoint() int { return max(1, w.opts.Concurrency*3/4) }
+
+// step dispatches what has been committed and claims deliveries for the
+// free slots, sending each in its own goroutine; it returns how many events
+// and deliveries it took.
+func (p *pool) step(ctx context.Context) (int, error) {
+	done, err := p.w.dispatchAll(ctx)
+	if err != nil {
+		return done, err
+	}
+	p.mu.Lock()
+	free, limit := p.w.opts.Concurrency-p.running, p.w.perEndpoint()
+	var skip []string
+	for ep, n := range p.inFlight {
+		if n >= p.w.perEndpoint() {
+			skip = append(skip, ep)
+		} else {
+			// A claim may go to a single endpoint; it must stay in bounds.
+			limit = min(limit, p.w.perEndpoint()-n)
+		}
+	}
+	p.mu.Unlock()
+	if free == 0 {
+		return done, nil
+	}
+	token, claims, err := p.w.claim(ctx, min(free, limit), skip)
+	if err != nil {
+		return done, fmt.Errorf("webhook delivery: %w", err)
+	}
+	p.mu.Lock()
+	p.running += len(claims)
+	for _, c := range claims {
+		p.inFlight[c.Endpoint]++
+	}
+	p.mu.Unlock()
+	for i := range claims {
+		c := &claims[i]
+		p.wg.Go(func() {
+			if err := p.w.send(ctx, c, token); err != nil {
+				p.w.opts.Log.Error("webhooks", "error", err.Error())
+			}
+			p.mu.Lock()
+			p.running--
+			if p.inFlight[c.Endpoint]--; p.inFlight[c.Endpoint] == 0 {
+				delete(p.inFlight, c.Endpoint)
+			}
+			p.mu.Unlock()
+			select {
+			case p.done <- struct{}{}:
+			default:
+			}
+		})
+	}
+	return done + len(claims), nil
+}
+
+// dispatchAll dispatches every committed event. A second pass after an
+// empty one lets the dispatcher move past a gap it first saw in the
+// previous pass, once that gap is known to be a rollback.
+func (w *Worker) dispatchAll(ctx context.Context) (int, error) {
+	done := 0
+	for i := range maxRounds {
+		n, err := w.dispatch(ctx)
+		done += n
+		if err != nil {
+			return done, fmt.Errorf("webhook dispatch: %w", err)
+		}
+		if n == 0 && i > 0 {
+			break
+		}
+	}
+	return done, nil
 }
 
 // maxFailureWait bounds the back-off between passes that fail.
@@ -229,18 +318,26 @@ func (w *Worker) dispatch(ctx context.Context) (int, error) {
 	return taken, err
 }
 
-// sendDue claims up to Concurrency due deliveries and sends them at once.
-// Deliveries about the same object to the same endpoint are never claimed
-// together, so sending in parallel keeps their order.
-func (w *Worker) sendDue(ctx context.Context) (int, error) {
+// claim leases up to limit due deliveries, none to an endpoint in skip,
+// under a new token. Deliveries about the same object to the same endpoint
+// are never claimed together, so sending them in parallel keeps their
+// order.
+func (w *Worker) claim(ctx context.Context, limit int, skip []string) (string, []Claim, error) {
 	token := leaseToken()
 	var claims []Claim
 	err := w.store.WebhookTx(ctx, func(tx Tx) error {
 		now := w.now()
 		var err error
-		claims, err = tx.ClaimWebhookDeliveries(ctx, now, now.Add(w.opts.Lease), token, w.opts.Concurrency)
+		claims, err = tx.ClaimWebhookDeliveries(ctx, now, now.Add(w.opts.Lease), token, limit, skip)
 		return err
 	})
+	return token, claims, err
+}
+
+// sendDue claims up to Concurrency due deliveries and sends them at once,
+// returning when all are done.
+func (w *Worker) sendDue(ctx context.Context) (int, error) {
+	token, claims, err := w.claim(ctx, w.opts.Concurrency, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -218,8 +218,14 @@ func (q *queries) InsertWebhookDelivery(ctx context.Context, d *webhook.Delivery
 // queues are claimed, and replays with no earlier delivery of their object
 // pending: both sets are read through their own partial indexes, so a
 // claim's cost does not grow with the deliveries waiting behind a head.
-func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int) ([]webhook.Claim, error) {
-	const due = ` AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)`
+func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int, skip []string) ([]webhook.Claim, error) {
+	due := ` AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1)`
+	args := []any{micros(now), limit}
+	if len(skip) > 0 {
+		in, endpoints := refList(skip, 3)
+		due += ` AND d.endpoint NOT IN (` + in + `)`
+		args = append(args, endpoints...)
+	}
 	type candidate struct {
 		ref       string
 		next, seq int64
@@ -233,7 +239,7 @@ func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil ti
 		AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.object_ref = d.object_ref
 			AND p.status = 'pending' AND p.replayed = FALSE AND p.event_seq < d.event_seq)`,
 	} {
-		rows, err := q.q.Query(ctx, query+` ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), micros(now), limit)
+		rows, err := q.q.Query(ctx, query+` ORDER BY d.next_attempt_at, d.event_seq LIMIT $2`+q.skipLocked(), args...)
 		if err != nil {
 			return nil, fmt.Errorf("due webhook deliveries: %w", err)
 		}
