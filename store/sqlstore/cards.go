@@ -168,8 +168,9 @@ func (q *queries) UpdateCard(ctx context.Context, c *cardrail.Card, from ...card
 
 // ExpiredCards implements cardrail.Reader.
 func (q *queries) ExpiredCards(ctx context.Context, year, month, limit int) ([]cardrail.Card, error) {
+	// The condition and order are those of the index cards_by_expiry.
 	rows, err := q.q.Query(ctx, cardSelect+` WHERE c.status IN ('active', 'frozen', 'blocked')
-		AND c.exp_year * 100 + c.exp_month < $1 ORDER BY c.exp_year, c.exp_month, c.reference LIMIT $2`, year*100+month, limit)
+		AND c.exp_year * 100 + c.exp_month < $1 ORDER BY c.exp_year * 100 + c.exp_month, c.reference LIMIT $2`, year*100+month, limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired cards: %w", err)
 	}
