@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cardrail/cardrail/internal/testdb"
@@ -87,4 +89,53 @@ func TestTextColumnsCompareBytewise(t *testing.T) {
 	if !sawCards {
 		t.Error("cards.reference was not among the text columns checked")
 	}
+}
+
+// Lists that would read whole tables use their indexes, in the plan a
+// prepared statement ends up with: pgx prepares every query, and after a
+// few executions PostgreSQL may keep one generic plan for all values,
+// where an index's condition cannot be proved from a parameter's value.
+// The plan is taken inside a write transaction, whose settings price
+// sequential scans out: on the test's near-empty tables a whole-table
+// read is otherwise cheaper.
+func TestIndexedLists(t *testing.T) {
+	storetest.IndexedLists(t, open, postgres.Dialect, func(ctx context.Context, conn sqlstore.Conn, query string, args []any) (string, error) {
+		values := make([]string, len(args))
+		for i, a := range args {
+			switch v := a.(type) {
+			case string:
+				values[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+			case bool, int, int64:
+				values[i] = fmt.Sprint(v)
+			default:
+				return "", fmt.Errorf("argument %d is a %T, which this test cannot write as a literal", i+1, a)
+			}
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return "", err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+			return "", err
+		}
+		if _, err := tx.Exec(ctx, "PREPARE listed AS "+query); err != nil {
+			return "", err
+		}
+		defer tx.Exec(ctx, "DEALLOCATE listed") // a prepared statement outlives its transaction
+		rows, err := tx.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE listed("+strings.Join(values, ", ")+")")
+		if err != nil {
+			return "", err
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				return "", err
+			}
+			plan = append(plan, line)
+		}
+		return strings.Join(plan, "\n"), rows.Err()
+	})
 }

@@ -246,3 +246,25 @@ func TestCachedQueries(t *testing.T) {
 	}
 	rows.Close()
 }
+
+// Lists that would read whole tables use their indexes (EXPLAIN QUERY
+// PLAN names the index a search uses).
+func TestIndexedLists(t *testing.T) {
+	storetest.IndexedLists(t, open, sqlite.Dialect, func(ctx context.Context, conn sqlstore.Conn, query string, args []any) (string, error) {
+		rows, err := conn.Query(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			return "", err
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				return "", err
+			}
+			plan = append(plan, detail)
+		}
+		return strings.Join(plan, "\n"), rows.Err()
+	})
+}

@@ -124,8 +124,13 @@ func (q *queries) AuditLog(ctx context.Context, livemode bool, p cardrail.ListPa
 
 // Events implements cardrail.Reader.
 func (q *queries) Events(ctx context.Context, f cardrail.EventFilter) (cardrail.Page[cardrail.Event], error) {
-	where, args := newList("livemode = $%d", f.Livemode).add("type = $%d", f.Type).add("object_ref = $%d", f.Object).
-		sql("id", f.Cursor, f.Limit)
+	l := newList("livemode = $%d", f.Livemode).add("type = $%d", f.Type).add("object_ref = $%d", f.Object)
+	if f.Type != "" && f.Type != cardrail.EventAuthorizationCreated {
+		// Repeats events_by_type's condition (migration 00016), without
+		// which neither database may use that index.
+		l.also("type <> '" + cardrail.EventAuthorizationCreated + "'")
+	}
+	where, args := l.sql("id", f.Cursor, f.Limit)
 	rows, err := q.q.Query(ctx, `SELECT payload, object_ref FROM events`+where, args...)
 	if err != nil {
 		return cardrail.Page[cardrail.Event]{}, fmt.Errorf("events: %w", err)

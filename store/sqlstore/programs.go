@@ -168,6 +168,12 @@ func (l *listQuery) add(cond string, v any) *listQuery {
 	return l
 }
 
+// also appends a condition that takes no argument.
+func (l *listQuery) also(cond string) *listQuery {
+	l.where = append(l.where, cond)
+	return l
+}
+
 // sql returns " WHERE … ORDER BY key DESC LIMIT $n" asking for limit+1
 // rows (the extra one tells whether there is more), and its arguments.
 func (l *listQuery) sql(key, cursor string, limit int) (string, []any) {
