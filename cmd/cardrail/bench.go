@@ -74,6 +74,21 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 		cfg.DatabaseURL = *dbURL
 		cfg.RateLimit = 0
 		var err error
+		if strings.HasPrefix(*dbURL, "postgres://") || strings.HasPrefix(*dbURL, "postgresql://") {
+			created, err := bench.CreateDatabase(ctx, *dbURL)
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Fprintln(stdout, "cardrail bench: created the database; it is dropped when the bench ends")
+				// Registered before the app's Close, so it runs after it.
+				defer func() {
+					if err := bench.DropDatabase(context.WithoutCancel(ctx), *dbURL); err != nil {
+						fmt.Fprintf(stderr, "cardrail bench: drop the database: %v\n", err)
+					}
+				}()
+			}
+		}
 		a, err = app.New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 		if err != nil {
 			return err

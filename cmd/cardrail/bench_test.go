@@ -2,20 +2,38 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	neturl "net/url"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/cardrail/cardrail/bench"
 	"github.com/cardrail/cardrail/internal/testdb"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestBenchCommand runs a short benchmark against an in-process server on
 // each database and checks what it prints: both phases answered with no
-// failures and, on PostgreSQL, a pgbench figure and the ratio.
+// failures and, on PostgreSQL, a pgbench figure and the ratio. On
+// PostgreSQL it names a database that does not exist yet, which the bench
+// creates and drops again.
 func TestBenchCommand(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
+		onPostgres := strings.HasPrefix(url, "postgres")
+		if onPostgres {
+			u, err := neturl.Parse(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Path += "_bench"
+			url = u.String()
+			t.Cleanup(func() { _ = bench.DropDatabase(context.Background(), url) })
+		}
 		var out, errOut bytes.Buffer
 		args := []string{"bench", "--duration", "1s", "--cards", "4", "--clients", "4", "--rounds", "2", "--database-url", url}
 		if err := run(t.Context(), args, func(string) string { return "" }, &out, &errOut); err != nil {
@@ -54,7 +72,17 @@ func TestBenchCommand(t *testing.T) {
 		if !strings.Contains(text, "median of 2 rounds: spread ") {
 			t.Errorf("no medians line:\n%s", text)
 		}
-		if strings.HasPrefix(url, "postgres") {
+		if onPostgres {
+			if !strings.Contains(text, "created the database; it is dropped when the bench ends") {
+				t.Errorf("the bench did not say it created the database:\n%s", text)
+			}
+			conn, err := pgx.Connect(t.Context(), url)
+			if err == nil {
+				conn.Close(t.Context())
+				t.Errorf("the database the bench created is still there after it")
+			} else if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.Code != "3D000" {
+				t.Errorf("connect to the dropped database: %v, want it not to exist", err)
+			}
 			if !regexp.MustCompile(`pgbench TPC-B-like, 4 clients, 1s: \d+ tps; cardrail spread / pgbench = [0-9.]+x`).MatchString(text) {
 				t.Errorf("no pgbench figure:\n%s", text)
 			}
