@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,5 +271,61 @@ func TestAHungEndpointDoesNotHoldOthersBack(t *testing.T) {
 		}
 		t.Logf("the hung endpoint held %d requests, at most %d at once", held, peak)
 		checkOrderPerObject(t, sinceSeq(outbox(t, env, false), head), healthy.got())
+	})
+}
+
+// TestStoppingHandsItsSendsBack stops a worker while its sends are in
+// flight, held open by the receiver. The worker hands them back as it
+// stops: a second worker, its clock where the first one's was, sends every
+// event at once, where before they waited out the first one's lease.
+func TestStoppingHandsItsSendsBack(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		c := newClock()
+		r := newReceiver(t, c)
+		var holding atomic.Bool
+		holding.Store(true)
+		var held atomic.Int32
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if holding.Load() {
+				// Read the body first: only then does the server watch the
+				// connection, and end the request's context when the
+				// worker gives up on it.
+				_, _ = io.Copy(io.Discard, req.Body)
+				held.Add(1)
+				<-req.Context().Done()
+				return
+			}
+			r.ServeHTTP(w, req)
+		}))
+		t.Cleanup(front.Close)
+		registerURL(t, env, r, front.URL+"/hooks", "*")
+		head := lastSeq(outbox(t, env, false))
+		for i := range 3 {
+			activity(t, env, fmt.Sprintf("holder%d", i))
+		}
+		want := idsOf(sinceSeq(outbox(t, env, false), head))
+
+		first := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Timeout: time.Minute,
+			PollInterval: 10 * time.Millisecond, Log: quiet, Keys: env.App.Keys})
+		ctx, stop := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() { defer close(stopped); first.Run(ctx) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for held.Load() < 3 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		stop()
+		<-stopped
+		if n := held.Load(); n < 3 {
+			t.Fatalf("the receiver held %d requests; the test needs sends in flight when the worker stops", n)
+		}
+		holding.Store(false)
+
+		runOnce(t, newWorker(env, c))
+		if got := r.ids(); !sameSet(got, want) {
+			t.Fatalf("after the first worker stopped with %d sends in flight, the second sent %d of %d events", held.Load(), len(got), len(want))
+		}
+		checkOrderPerObject(t, sinceSeq(outbox(t, env, false), head), r.got())
 	})
 }

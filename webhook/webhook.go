@@ -192,6 +192,9 @@ type Tx interface {
 	// leased under token, applies the outcome and releases the lease; it
 	// reports whether it did.
 	RecordWebhookAttempt(ctx context.Context, delivery, token string, a Attempt, o Outcome) (bool, error)
+	// ReleaseWebhookLease gives up token's lease on delivery, unchanged
+	// otherwise, so that any worker may claim it at once.
+	ReleaseWebhookLease(ctx context.Context, delivery, token string) error
 
 	// InsertWebhookEndpoint stores e with its secret and sets e.AfterSeq to
 	// the outbox head, so that e receives the events committed after it.

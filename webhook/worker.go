@@ -49,7 +49,9 @@ type Options struct {
 	// Timeout bounds each attempt (default 10s).
 	Timeout time.Duration
 	// Lease is how long a claimed delivery stays claimed before another
-	// worker may take it over (default twice Timeout plus 30s).
+	// worker may take it over (default twice Timeout plus 30s). A worker
+	// whose Run is stopped hands its sends in flight back at once; only a
+	// killed one's wait out their lease.
 	Lease time.Duration
 	// Concurrency is how many deliveries one worker sends at once (default 8).
 	Concurrency int
@@ -119,6 +121,8 @@ const (
 	// maxRounds bounds one RunOnce, so that a steady stream of work cannot
 	// keep it from returning.
 	maxRounds = 1000
+	// releaseTimeout bounds handing a delivery back at shutdown.
+	releaseTimeout = 2 * time.Second
 )
 
 // RunOnce dispatches every committed event and sends every delivery that is
@@ -362,8 +366,16 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 	started := time.Now()
 	status, sendErr := w.post(ctx, c, at)
 	if ctx.Err() != nil {
-		// Shutting down: the attempt says nothing about the receiver. The
-		// lease expires and the delivery is sent again.
+		// Shutting down: the attempt says nothing about the receiver and
+		// is not recorded. Hand the delivery back, so that another
+		// instance (or this one, restarted) sends it now rather than once
+		// the lease has run out; if that fails, the lease still expires.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		if err := w.store.WebhookTx(rctx, func(tx Tx) error { return tx.ReleaseWebhookLease(rctx, c.Delivery, token) }); err != nil {
+			w.opts.Log.Warn("webhook delivery not handed back at shutdown; it is sent again once its lease expires",
+				"delivery", c.Delivery, "error", err.Error())
+		}
 		return nil
 	}
 	a := Attempt{AttemptedAt: at, DurationMS: time.Since(started).Milliseconds()}

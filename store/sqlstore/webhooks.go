@@ -307,6 +307,15 @@ func (q *queries) ReplaceWebhookSecret(ctx context.Context, endpoint, prev, next
 	return n == 1, nil
 }
 
+// ReleaseWebhookLease implements webhook.Tx.
+func (q *queries) ReleaseWebhookLease(ctx context.Context, delivery, token string) error {
+	if _, err := q.q.Exec(ctx, `UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL
+		WHERE reference = $1 AND lease_token = $2`, delivery, token); err != nil {
+		return fmt.Errorf("release webhook delivery: %w", err)
+	}
+	return nil
+}
+
 // RecordWebhookAttempt implements webhook.Tx. A head that finishes hands
 // its place on to the next pending delivery of its queue, read in a
 // statement of its own so that it sees a delivery the dispatcher queued
