@@ -94,6 +94,13 @@ func TestConventions(t *testing.T) {
 				}
 			})
 		}
+		t.Run("JSON nested past the decoder's depth is 400 and says so", func(t *testing.T) {
+			body := `{"program":"usd_visa_virtual","metadata":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`
+			r := alice.Do("POST", "/managed-cards/", body)
+			if r.Status != 400 || r.Code() != "malformed_request" || r.JSON()["detail"] != "The request body nests JSON too deeply." {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+		})
 		t.Run("validation problems name the field", func(t *testing.T) {
 			r := alice.Do("POST", "/managed-cards/", `{"program":"usd_visa_virtual","colour":"red"}`)
 			errs, _ := r.JSON()["errors"].([]any)

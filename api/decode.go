@@ -71,6 +71,10 @@ func decodeError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
+	case errors.As(err, &syn) && strings.Contains(syn.Error(), "exceeded max depth"):
+		// Go's decoder stops at 10,000 levels; no request here nests
+		// more than three.
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body nests JSON too deeply.")
 	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body is not valid JSON.")
 	case errors.As(err, &typ):
