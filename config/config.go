@@ -151,6 +151,11 @@ func checkJWKSURL(raw string) error {
 	return errors.New("must be an https URL")
 }
 
+// PostgresURL reports whether url names a PostgreSQL database.
+func PostgresURL(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
 // CheckDatabaseURL says what is wrong with a database URL's form. It never
 // repeats the URL, which may hold a password.
 func CheckDatabaseURL(url string) error {
@@ -160,7 +165,7 @@ func CheckDatabaseURL(url string) error {
 		}
 		return nil
 	}
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+	if PostgresURL(url) {
 		return nil
 	}
 	return errors.New("must be sqlite:PATH or postgres://… (the value given is neither; not shown, as it may hold a password)")

@@ -73,8 +73,7 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 		}
 		cfg.DatabaseURL = *dbURL
 		cfg.RateLimit = 0
-		var err error
-		if strings.HasPrefix(*dbURL, "postgres://") || strings.HasPrefix(*dbURL, "postgresql://") {
+		if config.PostgresURL(*dbURL) {
 			created, err := bench.CreateDatabase(ctx, *dbURL)
 			if err != nil {
 				return err
@@ -89,6 +88,7 @@ func benchCmd(ctx context.Context, cfg config.Config, args []string, stdout, std
 				}()
 			}
 		}
+		var err error
 		a, err = app.New(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 		if err != nil {
 			return err
