@@ -373,10 +373,29 @@ func (c *crashRun) must(want int, method, path string, body any) *answer {
 	return a
 }
 
-// setup mints a token with `cardrail token` (the secret is the one the
-// server generated into the database), fills the wallet and funds the cards.
+// setup mints tokens with `cardrail token` (the secret is the one the
+// server generated into the database), registers the webhook endpoint,
+// fills the wallet and funds the cards.
 func (c *crashRun) setup() {
-	cmd := exec.Command(c.bin, "token", "--sub", crashSubject)
+	// The authorizations' events go to one queue each, the cards' to four
+	// long ones; the wallet's single queue is left out, to keep the
+	// deliveries close behind the load.
+	c.token = c.mint("--sub", "crash-ops", "--role", "ops")
+	c.must(http.StatusCreated, "POST", "/ops/webhook-endpoints/", map[string]any{"url": c.hooks.URL + "/hooks",
+		"events": []string{"card.authorization.created", "card.authorization.updated", "card.funded", "card.withdrawn"}})
+	c.token = c.mint("--sub", crashSubject)
+	c.must(http.StatusOK, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": crashDeposit, "currency": "USD"})
+	for range crashCards {
+		ref := c.must(http.StatusCreated, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).field("reference")
+		c.must(http.StatusOK, "POST", "/managed-cards/"+ref+"/fund/", map[string]any{"amount": crashFunding})
+		c.cards = append(c.cards, ref)
+	}
+}
+
+// mint runs `cardrail token` with args and returns the token.
+func (c *crashRun) mint(args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, append([]string{"token"}, args...)...)
 	cmd.Env = c.env
 	out, err := cmd.Output()
 	if err != nil {
@@ -384,28 +403,9 @@ func (c *crashRun) setup() {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		c.t.Fatalf("cardrail token: %v\n%s", err, stderr)
+		c.t.Fatalf("cardrail token %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
-	c.token = strings.TrimSpace(string(out))
-	ops := exec.Command(c.bin, "token", "--sub", "crash-ops", "--role", "ops")
-	ops.Env = c.env
-	if out, err = ops.Output(); err != nil {
-		c.t.Fatalf("cardrail token --role ops: %v", err)
-	}
-	// The authorizations' events go to one queue each, the cards' to four
-	// long ones; the wallet's single queue is left out, to keep the
-	// deliveries close behind the load.
-	user := c.token
-	c.token = strings.TrimSpace(string(out))
-	c.must(http.StatusCreated, "POST", "/ops/webhook-endpoints/", map[string]any{"url": c.hooks.URL + "/hooks",
-		"events": []string{"card.authorization.created", "card.authorization.updated", "card.funded", "card.withdrawn"}})
-	c.token = user
-	c.must(http.StatusOK, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": crashDeposit, "currency": "USD"})
-	for range crashCards {
-		ref := c.must(http.StatusCreated, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).field("reference")
-		c.must(http.StatusOK, "POST", "/managed-cards/"+ref+"/fund/", map[string]any{"amount": crashFunding})
-		c.cards = append(c.cards, ref)
-	}
+	return strings.TrimSpace(string(out))
 }
 
 // load drives requests from crashClients clients and kills the server after
