@@ -221,14 +221,15 @@ func (p *pool) step(ctx context.Context) (int, error) {
 		return done, err
 	}
 	p.mu.Lock()
-	free, limit := p.w.opts.Concurrency-p.running, p.w.perEndpoint()
+	share := p.w.perEndpoint()
+	free, limit := p.w.opts.Concurrency-p.running, share
 	var skip []string
 	for ep, n := range p.inFlight {
-		if n >= p.w.perEndpoint() {
+		if n >= share {
 			skip = append(skip, ep)
 		} else {
 			// A claim may go to a single endpoint; it must stay in bounds.
-			limit = min(limit, p.w.perEndpoint()-n)
+			limit = min(limit, share-n)
 		}
 	}
 	p.mu.Unlock()
