@@ -35,6 +35,19 @@ func TestConventions(t *testing.T) {
 				t.Fatalf("POST without slash: %d %s", r.Status, r.Body)
 			}
 			alice.Must(200, "POST", "/managed-cards/"+card+"/unfreeze/", nil)
+			// An escaped slash stays inside its segment either way: this
+			// names a card "<card>/transactions", not the card's lines.
+			for _, p := range []string{"/managed-cards/" + card + "%2Ftransactions/", "/managed-cards/" + card + "%2Ftransactions"} {
+				if r := alice.Do("GET", p, nil); r.Status != http.StatusNotFound {
+					t.Fatalf("GET %s: %d %s", p, r.Status, r.Body)
+				}
+			}
+			ops := env.Client("op-trailing", "US", "ops")
+			for _, p := range []string{"/ops/cardholders/team%2Falice/verification/", "/ops/cardholders/team%2Falice/verification"} {
+				if r := ops.Do("POST", p, `{"kyc":"verified"}`); r.Status != http.StatusOK || r.Str("subject") != "team/alice" {
+					t.Fatalf("POST %s: %d %s", p, r.Status, r.Body)
+				}
+			}
 		})
 		t.Run("request id is echoed, or made", func(t *testing.T) {
 			r := alice.Do("GET", "/programs/", nil, "X-Request-Id", "trace-123")

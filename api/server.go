@@ -127,9 +127,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.observe(r, ri, sw.status, time.Since(start))
 	}()
 	// A path without its trailing slash answers the same, without a redirect.
+	// The slash goes on the encoded form too, when there is one, so that an
+	// escaped "/" (%2F) inside a segment stays inside it.
 	if !strings.HasSuffix(r.URL.Path, "/") {
 		r.URL.Path += "/"
-		r.URL.RawPath = ""
+		if r.URL.RawPath != "" {
+			r.URL.RawPath += "/"
+		}
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, maxBody)
 	// No object's name holds a control character, invalid UTF-8, an empty
