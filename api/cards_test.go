@@ -139,6 +139,38 @@ func TestConventions(t *testing.T) {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
 		})
+		t.Run("null is not a body, an amount or a metadata value", func(t *testing.T) {
+			dana := env.Client("dana", "US")
+			card := dana.FundedCard(1000)
+			auth := dana.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(300)).Str("reference")
+			if r := dana.Do("POST", "/managed-cards/"+card+"/freeze/", "null"); r.Status != 400 || r.Code() != "malformed_request" {
+				t.Fatalf("null body: %d %s", r.Status, r.Body)
+			}
+			// Left out, the amount means all of it; null must not.
+			for _, tc := range []struct{ path, body, field string }{
+				{"/authorizations/" + auth + "/settle/", `{"amount":null}`, "amount"},
+				{"/authorizations/" + auth + "/reverse/", `{"amount": null}`, "amount"},
+				{"/managed-cards/" + card + "/fund/", `{"amount":null}`, "amount"},
+				{"/disputes/", `{"authorization":"` + auth + `","reason":"other","amount":null}`, "amount"},
+				{"/managed-cards/", `{"program":"usd_visa_virtual","metadata":{"k":null}}`, "metadata.k"},
+			} {
+				r := dana.Do("POST", tc.path, tc.body)
+				errs, _ := r.JSON()["errors"].([]any)
+				if r.Status != 422 || len(errs) != 1 || errs[0].(map[string]any)["field"] != tc.field ||
+					!strings.Contains(errs[0].(map[string]any)["message"].(string), "not null") {
+					t.Fatalf("POST %s %s: %d %s, want 422 naming %s", tc.path, tc.body, r.Status, r.Body, tc.field)
+				}
+			}
+			if r := dana.Must(200, "GET", "/authorizations/"+auth+"/", nil); r.Str("status") != "pending" || r.Int("held_amount") != 300 {
+				t.Fatalf("after the refused requests: %s", r.Body)
+			}
+			// In a PATCH a null field is one left out, as documented; a
+			// metadata value is still a string ("" removes the key).
+			if r := dana.Do("PATCH", "/managed-cards/"+card+"/", `{"metadata":{"k":null}}`); r.Status != 422 || !strings.Contains(string(r.Body), `"field":"metadata.k"`) {
+				t.Fatalf("PATCH with a null metadata value: %d %s", r.Status, r.Body)
+			}
+			dana.Must(200, "PATCH", "/managed-cards/"+card+"/", `{"nickname":null,"metadata":null,"spending_controls":{"daily":null}}`)
+		})
 		t.Run("no request left a partial write", func(t *testing.T) {
 			page := alice.Must(200, "GET", "/managed-cards/?limit=100", nil).JSON()
 			if n := len(page["data"].([]any)); n != 1 {

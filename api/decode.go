@@ -30,11 +30,19 @@ func decode(r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		body = []byte("{}")
-	} else if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON with Content-Type: application/json.")
+	} else {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+				return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON with Content-Type: application/json.")
+			}
+		}
+		if bytes.Equal(trimmed, []byte("null")) {
+			// encoding/json takes a null body as nothing decoded, which
+			// would pass for {}; every body is an object.
+			return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body must be a JSON object.")
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))

@@ -24,7 +24,7 @@ func disputeRoutes() []route {
 type createDisputeRequest struct {
 	Authorization string  `json:"authorization"`
 	Reason        string  `json:"reason"`
-	Amount        *int64  `json:"amount"`
+	Amount        *int64  `json:"amount" null:"refuse"`
 	Description   *string `json:"description"`
 }
 

@@ -104,7 +104,7 @@ func (w *keyWalk) value(t reflect.Type, path string) error {
 
 func (w *keyWalk) object(t reflect.Type, path string) error {
 	w.i++
-	var fields map[string]reflect.Type
+	var fields map[string]field
 	var elem reflect.Type
 	switch {
 	case t == nil:
@@ -150,11 +150,17 @@ func (w *keyWalk) object(t reflect.Type, path string) error {
 		}
 		next := elem
 		if fields != nil {
-			ft, ok := fields[string(key)]
+			f, ok := fields[string(key)]
 			if !ok {
 				return fieldProblem(path, key, unknownField(fields, string(key)))
 			}
-			next = ft
+			next = f.typ
+			if f.notNull && w.null() {
+				return fieldProblem(path, key, "must be an integer, not null")
+			}
+		} else if elem != nil && w.null() {
+			// A map's values (metadata) are strings; null is none of them.
+			return fieldProblem(path, key, "must be "+jsonKind(elem.Kind().String())+", not null")
 		}
 		sub := path
 		if composite(next) {
@@ -171,6 +177,12 @@ func (w *keyWalk) object(t reflect.Type, path string) error {
 			w.i++
 		}
 	}
+}
+
+// null reports whether the value at w.i, after any space, is null.
+func (w *keyWalk) null() bool {
+	w.space()
+	return bytes.HasPrefix(w.b[w.i:], []byte("null"))
 }
 
 // composite reports whether values of t hold fields of their own.
@@ -228,7 +240,7 @@ func (w *keyWalk) str() []byte {
 
 // unknownField explains a key that names no field, pointing at the field
 // it differs from only by case when there is one.
-func unknownField(fields map[string]reflect.Type, key string) string {
+func unknownField(fields map[string]field, key string) string {
 	for name := range fields {
 		if strings.EqualFold(name, key) {
 			return "is not a known field (names are case-sensitive: \"" + name + "\")"
@@ -237,16 +249,26 @@ func unknownField(fields map[string]reflect.Type, key string) string {
 	return "is not a known field"
 }
 
-var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type
+var fieldCache sync.Map // reflect.Type -> map[string]field
 
-// fieldsOf maps a struct's JSON names to their types, as encoding/json
+// field is a request field as the key walk checks it.
+type field struct {
+	typ reflect.Type
+	// notNull refuses a JSON null, which encoding/json would take as the
+	// field left out. It is set by the tag null:"refuse", on the optional
+	// amounts whose absence means "all of it": a client whose partial
+	// amount came out null must not settle or refund everything.
+	notNull bool
+}
+
+// fieldsOf maps a struct's JSON names to their fields, as encoding/json
 // names them: the tag's name, else the Go name; embedded structs' fields
 // promoted; "-" and unexported fields left out.
-func fieldsOf(t reflect.Type) map[string]reflect.Type {
+func fieldsOf(t reflect.Type) map[string]field {
 	if f, ok := fieldCache.Load(t); ok {
-		return f.(map[string]reflect.Type)
+		return f.(map[string]field)
 	}
-	fields := map[string]reflect.Type{}
+	fields := map[string]field{}
 	for _, f := range reflect.VisibleFields(t) {
 		embedded := f.Type
 		if embedded.Kind() == reflect.Pointer {
@@ -262,7 +284,7 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 		case "":
 			name = f.Name
 		}
-		fields[name] = f.Type
+		fields[name] = field{typ: f.Type, notNull: f.Tag.Get("null") == "refuse"}
 	}
 	fieldCache.Store(t, fields)
 	return fields

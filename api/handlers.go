@@ -103,7 +103,7 @@ func listCardTransactions(s *Server, r *http.Request, c cardrail.Caller) (int, a
 }
 
 type moneyRequest struct {
-	Amount   int64  `json:"amount"`
+	Amount   int64  `json:"amount" null:"refuse"`
 	Currency string `json:"currency"`
 }
 
@@ -126,7 +126,7 @@ func withdrawFromCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, 
 }
 
 type authorizeRequest struct {
-	Amount   int64             `json:"amount"`
+	Amount   int64             `json:"amount" null:"refuse"`
 	Currency string            `json:"currency"`
 	Merchant cardrail.Merchant `json:"merchant"`
 }
@@ -188,7 +188,7 @@ func getAuthorization(s *Server, r *http.Request, c cardrail.Caller) (int, any, 
 }
 
 type amountRequest struct {
-	Amount *int64 `json:"amount"`
+	Amount *int64 `json:"amount" null:"refuse"`
 }
 
 type networkMethod = func(ctx context.Context, c cardrail.Caller, ref string, ev issuing.NetworkEvent) (*cardrail.Authorization, error)

@@ -126,7 +126,7 @@ func opsSetVerification(s *Server, r *http.Request, c cardrail.Caller) (int, any
 
 type creditRequest struct {
 	Sub      string `json:"sub"`
-	Amount   int64  `json:"amount"`
+	Amount   int64  `json:"amount" null:"refuse"`
 	Currency string `json:"currency"`
 }
 
