@@ -56,6 +56,14 @@ func TestRequestHygiene(t *testing.T) {
 				t.Errorf("GET %s: %d %s (Location %q), want a 404 problem and no redirect", p, r.Status, r.Body, r.Header.Get("Location"))
 			}
 		}
+		// A sub no token could carry names nobody: crediting it would
+		// strand the money in a wallet no one can reach.
+		for _, sub := range []string{`a\u0001b`, `\u007f`, `a\u0085`} {
+			r := ops.Do("POST", "/ops/wallets/credit/", `{"sub":"`+sub+`","amount":1,"currency":"USD"}`)
+			if r.Status != 422 || r.Code() != "validation_failed" || !strings.Contains(string(r.Body), `"field":"sub"`) {
+				t.Errorf("credit to sub %s: %d %s, want 422 naming sub", sub, r.Status, r.Body)
+			}
+		}
 		r := ops.Do("POST", "/ops/cardholders/a%00b/verification/", `{"kyc":"verified"}`)
 		if r.Status != 404 {
 			t.Errorf("cardholder sub with NUL: %d %s, want 404", r.Status, r.Body)

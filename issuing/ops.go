@@ -176,8 +176,8 @@ func (s *Service) SetProviderEnabled(ctx context.Context, c cardrail.Caller, nam
 // SetVerification records an operator's verdict on a cardholder; it
 // overrides the token's kyc claim from then on.
 func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subject, kyc string) (*cardrail.Cardholder, error) {
-	if subject == "" || utf8.RuneCountInString(subject) > 255 {
-		return nil, cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters"})
+	if err := checkSubject(subject); err != nil {
+		return nil, err
 	}
 	if kyc == "" || utf8.RuneCountInString(kyc) > 32 {
 		return nil, cardrail.Invalid(cardrail.FieldError{Field: "kyc", Message: "must be 1 to 32 characters, e.g. verified"})
@@ -200,11 +200,20 @@ func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subjec
 	return ch, cardrail.WithOp("ops.Verification", err)
 }
 
+// checkSubject holds an operator's sub to the rule a token's sub is held
+// to, so no wallet or cardholder is made for a user no token can name.
+func checkSubject(subject string) error {
+	if subject == "" || utf8.RuneCountInString(subject) > 255 || !cardrail.ValidText(subject) {
+		return cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters of text without control characters"})
+	}
+	return nil
+}
+
 // CreditWallet is the operators' funding path: money enters a wallet from
 // the mode's funding account, audited.
 func (s *Service) CreditWallet(ctx context.Context, c cardrail.Caller, subject string, amount int64, currency string) (*cardrail.Wallet, error) {
-	if subject == "" || utf8.RuneCountInString(subject) > 255 {
-		return nil, cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters"})
+	if err := checkSubject(subject); err != nil {
+		return nil, err
 	}
 	return s.deposit(ctx, c, subject, amount, currency, true)
 }
