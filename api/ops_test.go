@@ -71,6 +71,14 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 				if r.Str("owner") != "bob" || r.JSON()["balance"].(map[string]any)["available"].(float64) != 2500 {
 					t.Fatalf("%s", r.Body)
 				}
+				// Nothing an operator reads maps a wallet back to its user,
+				// so the record names whose wallet the money went to.
+				rec := lastAudit(t, ops)
+				before, _ := rec["before"].(map[string]any)
+				after, _ := rec["after"].(map[string]any)
+				if rec["target"] != r.Str("reference") || before["owner"] != "bob" || after["owner"] != "bob" {
+					t.Fatalf("audit record %v", rec)
+				}
 			}},
 			{"disable a provider", "/ops/providers/sandbox_alpha/disable/", nil, "provider.disabled", "sandbox_alpha", func(t *testing.T, r *apptest.Response) {
 				if p := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("provider"); p != "sandbox_beta" {

@@ -28,6 +28,12 @@ func (s *Service) Deposit(ctx context.Context, c cardrail.Caller, subject string
 	return s.deposit(ctx, c, subject, amount, currency, false)
 }
 
+// ownedWallet is a wallet as an audit record shows it, with its owner.
+type ownedWallet struct {
+	*cardrail.Wallet
+	Owner string `json:"owner"`
+}
+
 // deposit credits a wallet from the mode's funding account, auditing it
 // when an operator does it.
 func (s *Service) deposit(ctx context.Context, c cardrail.Caller, subject string, amount int64, currency string, audited bool) (*cardrail.Wallet, error) {
@@ -49,7 +55,9 @@ func (s *Service) deposit(ctx context.Context, c cardrail.Caller, subject string
 			return err
 		}
 		if audited {
-			if err := s.audit(ctx, tx, c, "wallet.credited", out.Reference, before, out); err != nil {
+			// The wallet's owner is in the record: nothing an operator
+			// can read maps a wallet reference back to its user.
+			if err := s.audit(ctx, tx, c, "wallet.credited", out.Reference, ownedWallet{&before, subject}, ownedWallet{out, subject}); err != nil {
 				return err
 			}
 		}
