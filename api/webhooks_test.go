@@ -95,6 +95,8 @@ func TestWebhookEndpoints(t *testing.T) {
 			{"a javascript URL", map[string]any{"url": "javascript:alert(1)", "events": []string{"*"}}, "webhook_url_refused"},
 			{"a relative URL", map[string]any{"url": "/hooks", "events": []string{"*"}}, "webhook_url_refused"},
 			{"a URL with credentials", map[string]any{"url": "http://user:pw@127.0.0.1/hooks", "events": []string{"*"}}, "webhook_url_refused"},
+			{"a port past 65535", map[string]any{"url": "http://[::1]:99999/hooks", "events": []string{"*"}}, "webhook_url_refused"},
+			{"port 0", map[string]any{"url": "http://127.0.0.1:0/hooks", "events": []string{"*"}}, "webhook_url_refused"},
 			{"the metadata address", map[string]any{"url": "http://169.254.169.254/latest/meta-data/", "events": []string{"*"}}, "webhook_url_refused"},
 			{"a link-local IPv6 address", map[string]any{"url": "http://[fe80::1]/hooks", "events": []string{"*"}}, "webhook_url_refused"},
 		}

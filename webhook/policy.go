@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -123,6 +124,13 @@ func (w *Worker) checkURL(ctx context.Context, raw string, livemode bool) error 
 	}
 	if u.User != nil {
 		return refuse("The URL must not carry credentials.")
+	}
+	// url.Parse takes any digits as a port; one that could never be
+	// dialed would fail every delivery until the retries ran out.
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return refuse("The URL's port must be from 1 to 65535.")
+		}
 	}
 	if livemode && scheme != "https" {
 		return refuse("Production endpoints must use https.")
