@@ -18,6 +18,7 @@ import (
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
 	"github.com/cardrail/cardrail/ratelimit"
+	"github.com/cardrail/cardrail/seal"
 )
 
 // BasePath prefixes every API route.
@@ -43,6 +44,9 @@ type Config struct {
 	// Webhooks administers webhook endpoints and deliveries for the
 	// operator API; nil leaves those routes answering 503.
 	Webhooks WebhookAdmin
+	// Keys seals the stored copy of a response that shows a secret once,
+	// kept for idempotent replay.
+	Keys *seal.Keyring
 }
 
 // Server serves the API.
@@ -242,6 +246,9 @@ type response struct {
 	status      int
 	contentType string
 	body        []byte
+	// secret says the body shows a secret once; its stored copy is
+	// sealed (see shownOnce).
+	secret bool
 }
 
 func jsonResponse(status int, v any) response {

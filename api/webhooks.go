@@ -59,7 +59,10 @@ func createWebhookEndpoint(s *Server, r *http.Request, c cardrail.Caller) (int, 
 		return 0, nil, err
 	}
 	e, err := wh.CreateEndpoint(r.Context(), c, webhook.EndpointParams{URL: req.URL, Events: req.Events}, info(r).id)
-	return http.StatusCreated, e, err
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, shownOnce{e}, nil
 }
 
 func listWebhookEndpoints(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {

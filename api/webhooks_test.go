@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"io"
@@ -79,6 +80,33 @@ func TestWebhookEndpoints(t *testing.T) {
 				t.Fatalf("audit %+v", a)
 			}
 			ops.Must(404, "DELETE", "/ops/webhook-endpoints/card_x/", nil)
+		})
+		t.Run("a replayable creation keeps its secret sealed at rest", func(t *testing.T) {
+			body := map[string]any{"url": "http://127.0.0.1:9/sealed", "events": []string{"*"}}
+			first := ops.Must(201, "POST", "/ops/webhook-endpoints/", body, "Idempotency-Key", "we-sealed")
+			secret := first.Str("secret")
+			var stored []byte
+			if err := env.App.Store.Conn().QueryRow(context.Background(),
+				`SELECT response_body FROM idempotency_keys WHERE key = $1`, "we-sealed").Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if !secretFormat.MatchString(secret) || bytes.Contains(stored, []byte(secret)) || !bytes.HasPrefix(stored, []byte("sealed:")) {
+				t.Fatalf("stored response %q for secret %q", stored, secret)
+			}
+			again := ops.Must(201, "POST", "/ops/webhook-endpoints/", body, "Idempotency-Key", "we-sealed")
+			if !bytes.Equal(again.Body, first.Body) || again.Header.Get("Idempotent-Replayed") != "true" {
+				t.Fatalf("replay %s, want %s", again.Body, first.Body)
+			}
+			// The sealed copy is bound to its key: moved onto another, it
+			// does not open, and the replay fails rather than show it.
+			if _, err := env.App.Store.Conn().Exec(context.Background(),
+				`UPDATE idempotency_keys SET key = $1 WHERE key = $2`, "we-moved", "we-sealed"); err != nil {
+				t.Fatal(err)
+			}
+			if r := ops.Do("POST", "/ops/webhook-endpoints/", body, "Idempotency-Key", "we-moved"); r.Status != 500 || strings.Contains(string(r.Body), secret) {
+				t.Fatalf("moved key: %d %s", r.Status, r.Body)
+			}
+			ops.Must(200, "DELETE", "/ops/webhook-endpoints/"+first.Str("reference")+"/", nil)
 		})
 
 		bad := []struct {

@@ -91,6 +91,11 @@ func (s *Server) run(rt route, r *http.Request, c cardrail.Caller) response {
 	if err != nil {
 		return s.problemResponse(r, err)
 	}
+	if once, ok := body.(shownOnce); ok {
+		res := jsonResponse(status, once.v)
+		res.secret = true
+		return res
+	}
 	return jsonResponse(status, body)
 }
 
@@ -117,8 +122,14 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	}
 	switch rec.Outcome {
 	case cardrail.IdempotencyReplay:
+		body, err := s.openBody(scope, key, rec.Body)
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "idempotent replay failed", "request_id", info(r).id, "error", err.Error())
+			s.writeError(w, r, cardrail.Errorf(cardrail.CodeInternal, ""))
+			return
+		}
 		w.Header().Set("Idempotent-Replayed", "true")
-		s.write(w, response{status: rec.Status, contentType: rec.ContentType, body: rec.Body})
+		s.write(w, response{status: rec.Status, contentType: rec.ContentType, body: body})
 		return
 	case cardrail.IdempotencyReused:
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyKeyReused, "This Idempotency-Key was used with a different request."))
@@ -144,7 +155,13 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
 		err = s.idem.ReleaseIdempotent(context.WithoutCancel(store), scope, key)
 	} else {
-		err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, res.status, res.contentType, res.body)
+		stored := res.body
+		if res.secret {
+			stored, err = s.sealBody(scope, key, res.body)
+		}
+		if err == nil {
+			err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, res.status, res.contentType, stored)
+		}
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "idempotency store failed", "request_id", info(r).id, "error", err.Error())

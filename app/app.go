@@ -153,6 +153,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		}
 	}
 	apiCfg.Webhooks = webhooks
+	apiCfg.Keys = keys
 	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
 		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, limiter: limiter}, nil
