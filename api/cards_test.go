@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -57,6 +58,34 @@ func TestConventions(t *testing.T) {
 			r = alice.Do("GET", "/programs/", nil)
 			if !strings.HasPrefix(r.Header.Get("X-Request-Id"), "req_") {
 				t.Fatalf("generated X-Request-Id = %q", r.Header.Get("X-Request-Id"))
+			}
+		})
+		t.Run("lines logged inside a request name it, once", func(t *testing.T) {
+			erin := env.Client("erin", "US")
+			card := erin.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}, "X-Request-Id", "trace-log-1").Str("reference")
+			var attempt, access int
+			for _, line := range strings.Split(env.Logs.String(), "\n") {
+				if !strings.Contains(line, "trace-log-1") {
+					continue
+				}
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("%v: %s", err, line)
+				}
+				if strings.Count(line, `"request_id"`) != 1 || rec["request_id"] != "trace-log-1" {
+					t.Fatalf("log line %s", line)
+				}
+				switch rec["msg"] {
+				case "provider attempt":
+					if rec["card"] == card {
+						attempt++
+					}
+				case "request":
+					access++
+				}
+			}
+			if attempt != 1 || access != 1 {
+				t.Fatalf("%d provider attempt lines and %d access lines name the request:\n%s", attempt, access, env.Logs.String())
 			}
 		})
 		problems := []struct {

@@ -69,6 +69,8 @@ func OpenStore(ctx context.Context, url string) (*sqlstore.Store, error) {
 
 // New builds an App. The caller runs Workers and closes the App.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	// Every line logged with a request's context names the request.
+	log = slog.New(cardrail.LogHandler(log.Handler()))
 	store, err := OpenStore(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
