@@ -51,9 +51,36 @@ var nonPublic = prefixes(
 	"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "100.64.0.0/10",
 	"192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
 	"::1/128", "fc00::/7", "fec0::/10", "100::/64", "2001:db8::/32",
-	// Translation ranges embed IPv4 addresses that may be private.
-	"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32",
+	// Translation ranges embed IPv4 addresses that may be private; so do
+	// the IPv4-compatible (::a.b.c.d) and IPv4-translated
+	// (::ffff:0:a.b.c.d) forms, which a host with the old sit tunnel or a
+	// SIIT translator routes to the IPv4 address inside.
+	"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "::ffff:0:0:0/96",
 )
+
+// embedsIPv4 holds the ranges whose addresses carry an IPv4 address in
+// their last 32 bits (6to4 carries it in bits 16 to 48, handled apart).
+var embedsIPv4 = prefixes("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+
+var sixToFour = netip.MustParsePrefix("2002::/16")
+
+// embeddedIPv4 returns the IPv4 address addr carries, if it is of a form
+// that carries one. :: and ::1 carry none.
+func embeddedIPv4(addr netip.Addr) (netip.Addr, bool) {
+	if !addr.Is6() || addr == netip.IPv6Unspecified() || addr == netip.IPv6Loopback() {
+		return netip.Addr{}, false
+	}
+	b := addr.As16()
+	if sixToFour.Contains(addr) {
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	for _, p := range embedsIPv4 {
+		if p.Contains(addr) {
+			return netip.AddrFrom4([4]byte(b[12:16])), true
+		}
+	}
+	return netip.Addr{}, false
+}
 
 func prefixes(ss ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(ss))
@@ -65,10 +92,22 @@ func prefixes(ss ...string) []netip.Prefix {
 
 // refusal says why addr may not be reached under r, or "" when it may.
 func (r reach) refusal(addr netip.Addr) string {
+	// A zone names an interface of this host, and a prefix never contains
+	// a zoned address: unchecked, [fe80::1%eth0] would pass every range.
+	if addr.Zone() != "" {
+		return fmt.Sprintf("%s names a network interface (a zone); no receiver needs one", addr)
+	}
 	addr = addr.Unmap()
 	for _, p := range neverReachable {
 		if p.Contains(addr) {
 			return fmt.Sprintf("%s is a link-local, multicast or unspecified address", addr)
+		}
+	}
+	if v4, ok := embeddedIPv4(addr); ok {
+		for _, p := range neverReachable {
+			if p.Contains(v4) {
+				return fmt.Sprintf("%s carries %s, a link-local, multicast or unspecified address", addr, v4)
+			}
 		}
 	}
 	if r == reachLoopback && addr.IsLoopback() {

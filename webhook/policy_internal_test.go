@@ -34,6 +34,23 @@ func TestAddressPolicy(t *testing.T) {
 		{"ff02::1", false, false},
 		{"255.255.255.255", false, false},
 		{"::ffff:169.254.169.254", false, false},
+		// A zone names an interface; prefixes never contain a zoned
+		// address, so unchecked these passed every range.
+		{"::1%lo", false, false},
+		{"fd00::2%eth0", false, false},
+		{"fe80::fc:ff:fe00:1%eth0", false, false},
+		{"2606:2800:220:1:248:1893:25c8:1946%eth0", false, false},
+		// IPv4-compatible, IPv4-translated, NAT64 and 6to4 forms carry an
+		// IPv4 address: never public, and never the metadata address.
+		{"::127.0.0.1", false, true},
+		{"::10.0.0.1", false, true},
+		{"::ffff:0:127.0.0.1", false, true},
+		{"::ffff:0:10.0.0.1", false, true},
+		{"::a9fe:a9fe", false, false},
+		{"::ffff:0:169.254.169.254", false, false},
+		{"64:ff9b::169.254.169.254", false, false},
+		{"2002:a9fe:a9fe::1", false, false},
+		{"2002:5db8:d822::1", false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.addr, func(t *testing.T) {
