@@ -202,16 +202,35 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 }
 
 // redact hides a database URL's password.
+// redact hides the passwords a database URL may hold, in its user info
+// (postgres://user:secret@host) and in its query (?password=secret, and
+// pgx's sslpassword), before the URL is printed or logged.
 func redact(url string) string {
-	if at := strings.LastIndex(url, "@"); at > 0 {
-		if scheme := strings.Index(url, "://"); scheme > 0 && scheme < at {
-			userinfo := url[scheme+3 : at]
-			if user, _, ok := strings.Cut(userinfo, ":"); ok {
-				return url[:scheme+3] + user + ":***" + url[at:]
+	base, query, hasQuery := strings.Cut(url, "?")
+	if scheme := strings.Index(base, "://"); scheme > 0 {
+		rest := base[scheme+3:]
+		end := strings.IndexByte(rest, '/')
+		if end < 0 {
+			end = len(rest)
+		}
+		authority := rest[:end]
+		if at := strings.LastIndex(authority, "@"); at > 0 {
+			if user, _, ok := strings.Cut(authority[:at], ":"); ok {
+				authority = user + ":***" + authority[at:]
 			}
 		}
+		base = base[:scheme+3] + authority + rest[end:]
 	}
-	return url
+	if !hasQuery {
+		return base
+	}
+	params := strings.Split(query, "&")
+	for i, p := range params {
+		if key, _, ok := strings.Cut(p, "="); ok && strings.Contains(strings.ToLower(key), "password") {
+			params[i] = key + "=***"
+		}
+	}
+	return base + "?" + strings.Join(params, "&")
 }
 
 type roles []string
