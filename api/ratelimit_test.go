@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cardrail/cardrail/api"
 	"github.com/cardrail/cardrail/config"
 	"github.com/cardrail/cardrail/internal/apptest"
 	"github.com/cardrail/cardrail/internal/testdb"
@@ -151,6 +152,37 @@ func TestRateLimitSharedAcrossInstancesThroughRedis(t *testing.T) {
 			t.Errorf("an instance fell back to in-process limits with Redis up:\n%s", env.Logs.String())
 		}
 	}
+}
+
+// The reveal limit guards card numbers: with Redis configured, a caller
+// has one budget across instances, even with the general limit off.
+func TestRevealLimitSharedAcrossInstancesThroughRedis(t *testing.T) {
+	needRedis(t)
+	url := testdb.URL(t, "postgres")
+	a := apptest.New(t, url, withRateLimit(0, testRedisURL()))
+	b := apptest.New(t, url, withRateLimit(0, testRedisURL()))
+	tok := a.Token(uniqueSub("erin"), "US")
+	clients := []*apptest.Client{a.WithToken(tok), b.WithToken(tok)}
+	card := clients[0].NewCard("usd_visa_virtual")
+	for i := range api.DefaultRevealLimit {
+		r := clients[i%2].Do("GET", "/managed-cards/"+card+"/details/", nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("reveal %d (instance %d): %d %s, want 200", i+1, i%2+1, r.Status, r.Body)
+		}
+		if rem := headerInt(t, r, "RateLimit-Remaining"); rem != api.DefaultRevealLimit-1-i {
+			t.Errorf("reveal %d: RateLimit-Remaining %d, want %d", i+1, rem, api.DefaultRevealLimit-1-i)
+		}
+	}
+	for i := range 2 {
+		// One reveal comes back every 12 s.
+		r := clients[i].Do("GET", "/managed-cards/"+card+"/details/", nil)
+		if r.Status != http.StatusTooManyRequests || r.Code() != "rate_limited" || headerInt(t, r, "Retry-After") > 12 {
+			t.Fatalf("reveal %d (instance %d): %d %s (Retry-After %s), want 429 within 12 s",
+				api.DefaultRevealLimit+1+i, i+1, r.Status, r.Body, r.Header.Get("Retry-After"))
+		}
+	}
+	// The general limit is off, and the reveal bucket is not the general one.
+	clients[1].Must(http.StatusOK, "GET", "/managed-cards/"+card+"/", nil)
 }
 
 func TestRateLimitRedisUnreachableFallsBackInProcess(t *testing.T) {

@@ -34,8 +34,12 @@ type Config struct {
 	// RateLimit is requests per second per caller, burst twice that; 0
 	// turns limiting off.
 	RateLimit float64
-	// RevealLimit is card-details reveals per minute per caller.
+	// RevealLimit is card-details reveals per minute per caller;
+	// DefaultRevealLimit when 0.
 	RevealLimit int
+	// RevealLimiter replaces the in-process reveal limiter (Redis-backed,
+	// shared by instances) when set; it must keep RevealLimit a minute.
+	RevealLimiter ratelimit.Limiter
 	// Limiter replaces the in-process limiter (Redis-backed, shared by
 	// instances) when set.
 	Limiter ratelimit.Limiter
@@ -48,6 +52,9 @@ type Config struct {
 	// kept for idempotent replay.
 	Keys *seal.Keyring
 }
+
+// DefaultRevealLimit is card-details reveals per minute per caller.
+const DefaultRevealLimit = 5
 
 // Server serves the API.
 type Server struct {
@@ -71,9 +78,12 @@ func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore
 		s.limiter = ratelimit.NewLocal(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
 	}
 	if cfg.RevealLimit <= 0 {
-		cfg.RevealLimit = 5
+		cfg.RevealLimit = DefaultRevealLimit
 	}
-	s.reveal = ratelimit.NewLocal(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
+	s.reveal = cfg.RevealLimiter
+	if s.reveal == nil {
+		s.reveal = ratelimit.NewLocal(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
+	}
 	for _, rt := range routes() {
 		s.mux.Handle(rt.Method+" "+BasePath+rt.Path+"{$}", s.wrap(rt))
 	}

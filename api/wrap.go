@@ -30,7 +30,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		// The caller's bucket comes before the operator gate, so that a
 		// refused request costs its caller like any other and cannot probe
 		// the ops API without limit.
-		if !s.rateLimit(w, r, s.limiter, c) {
+		if !s.rateLimit(w, r, s.limiter, "", c) {
 			return
 		}
 		if rt.Access == operator && !c.IsOperator() {
@@ -41,7 +41,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if rt.Reveal && !s.rateLimit(w, r, s.reveal, c) {
+		if rt.Reveal && !s.rateLimit(w, r, s.reveal, "reveal:", c) {
 			return
 		}
 		keys := r.Header.Values("Idempotency-Key")
@@ -173,8 +173,10 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 
 // rateLimit applies l to the caller and sets the RateLimit headers; it
 // writes the 429 itself and reports false when the caller is over the limit.
-func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.Limiter, c cardrail.Caller) bool {
-	d, err := l.Allow(r.Context(), modeName(c.Livemode)+":"+c.Subject)
+// bucket goes before the caller's key, so that limiters sharing one Redis
+// keep their buckets apart.
+func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.Limiter, bucket string, c cardrail.Caller) bool {
+	d, err := l.Allow(r.Context(), bucket+modeName(c.Livemode)+":"+c.Subject)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "rate limiter failed; allowing", "error", err.Error())
 		return true

@@ -57,6 +57,7 @@ type App struct {
 	// Keys seal PANs and webhook endpoint secrets at rest.
 	Keys    *seal.Keyring
 	limiter *ratelimit.Fallback // nil without Redis
+	reveal  *ratelimit.Fallback // nil without Redis
 }
 
 // OpenStore opens the database named by url and applies migrations.
@@ -154,11 +155,24 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 			return map[string]string{"rate_limit": limiter.Check(ctx)}
 		}
 	}
+	// The reveal limit is shared through Redis whenever Redis is
+	// configured, even with the general limit off: it guards card numbers,
+	// and a caller must not get a budget per instance. Its Redis outages
+	// are the general limiter's to log.
+	var reveal *ratelimit.Fallback
+	if cfg.RedisURL != "" {
+		if reveal, err = ratelimit.Dial(cfg.RedisURL, float64(api.DefaultRevealLimit)/60, api.DefaultRevealLimit, nil); err != nil {
+			verifier.Close()
+			limiter.Close()
+			return nil, fmt.Errorf("CARDRAIL_REDIS_URL: %w", err)
+		}
+		apiCfg.RevealLimiter = reveal
+	}
 	apiCfg.Webhooks = webhooks
 	apiCfg.Keys = keys
 	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
-		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, limiter: limiter}, nil
+		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, limiter: limiter, reveal: reveal}, nil
 }
 
 // Handler is the HTTP handler.
@@ -169,6 +183,7 @@ func (a *App) Close() {
 	a.Service.Close()
 	a.Verifier.Close()
 	a.limiter.Close()
+	a.reveal.Close()
 	a.Store.Close()
 }
 
