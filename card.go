@@ -120,6 +120,13 @@ type CardSecret struct {
 	ProviderCardID string
 }
 
+// SealedCard is a card's sealed number with the id of the key sealing it.
+type SealedCard struct {
+	Reference string
+	KeyID     string
+	SealedPAN []byte
+}
+
 // CardDetails is the sandbox reveal of a card's number.
 type CardDetails struct {
 	Object    string `json:"object"`

@@ -71,6 +71,10 @@ type Reader interface {
 	Card(ctx context.Context, livemode bool, owner, ref string) (*Card, error)
 	Cards(ctx context.Context, f CardFilter) (Page[Card], error)
 	CardSecret(ctx context.Context, livemode bool, ref string) (CardSecret, error)
+	// CardsSealedOutside lists, in reference order after after, up to
+	// limit cards of either mode whose number is sealed under a key other
+	// than keyID.
+	CardsSealedOutside(ctx context.Context, keyID, after string, limit int) ([]SealedCard, error)
 	CardTransactions(ctx context.Context, livemode bool, card string, p ListParams) (Page[CardTransaction], error)
 
 	Wallets(ctx context.Context, livemode bool, owner string) ([]Wallet, error)
@@ -110,6 +114,9 @@ type Tx interface {
 	CardForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Card, error)
 	InsertCard(ctx context.Context, c *Card, s CardSecret) error
 	SetCardSecret(ctx context.Context, ref string, s CardSecret) error
+	// ResealCard stores a card's number sealed anew if it is still sealed
+	// under from, and reports whether it was.
+	ResealCard(ctx context.Context, ref, from string, to SealedCard) (bool, error)
 	// UpdateCard writes c's mutable fields if the stored status is one of
 	// from (any status when from is empty), else returns ErrStale.
 	UpdateCard(ctx context.Context, c *Card, from ...CardStatus) error

@@ -194,6 +194,9 @@ func (a *App) Workers(ctx context.Context, every time.Duration) {
 	webhooks := make(chan struct{})
 	go func() { defer close(webhooks); a.Webhooks.Run(ctx) }() // polls far more often than every
 	defer func() { <-webhooks }()
+	resealed := make(chan struct{})
+	go func() { defer close(resealed); a.Reseal(ctx) }()
+	defer func() { <-resealed }()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -203,6 +206,27 @@ func (a *App) Workers(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// Reseal seals anew under the current key every card number sealed under
+// another (after CARDRAIL_ENCRYPTION_KEY changed, with the old key in
+// CARDRAIL_PREVIOUS_ENCRYPTION_KEYS), once, and logs what it did and what
+// it could not open. Workers runs it at start.
+func (a *App) Reseal(ctx context.Context) {
+	r, err := a.Service.ResealCards(ctx, 500)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.Log.Error("reseal card numbers", "error", err.Error())
+		}
+		return
+	}
+	if r.Cards > 0 {
+		a.Log.Info("sealed card numbers anew under the current key", "count", r.Cards, "key_id", a.Keys.Current())
+	}
+	for _, id := range r.UnopenedKeys() {
+		a.Log.Warn("card numbers sealed under a key this server does not have; they cannot be revealed until it is configured in CARDRAIL_PREVIOUS_ENCRYPTION_KEYS",
+			"key_id", id, "count", r.Unopened[id])
 	}
 }
 
@@ -288,6 +312,15 @@ func keyring(ctx context.Context, store cardrail.Store, cfg config.Config) (*sea
 		}
 		current = seal.KeyID(k)
 		keys[current] = k
+	}
+	// Keys rotated out still open what they sealed; the reseal pass
+	// (ResealCards, SealStoredSecrets) moves that under the current key.
+	for i, b64 := range cfg.PreviousEncryptionKeys {
+		k, err := seal.ParseKey(b64)
+		if err != nil {
+			return nil, fmt.Errorf("CARDRAIL_PREVIOUS_ENCRYPTION_KEYS, key %d: %w", i+1, err)
+		}
+		keys[seal.KeyID(k)] = k
 	}
 	return seal.NewKeyring(current, keys)
 }

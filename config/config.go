@@ -25,6 +25,7 @@ type Config struct {
 	JWTIssuer               string          // CARDRAIL_JWT_ISSUER
 	JWTAudience             string          // CARDRAIL_JWT_AUDIENCE
 	EncryptionKey           string          // CARDRAIL_ENCRYPTION_KEY (base64 of 32 bytes)
+	PreviousEncryptionKeys  []string        // CARDRAIL_PREVIOUS_ENCRYPTION_KEYS (comma-separated; open what they sealed, seal nothing)
 	RedisURL                string          // CARDRAIL_REDIS_URL
 	RateLimit               float64         // CARDRAIL_RATE_LIMIT (requests/s per caller; 0 = off)
 	HoldWindow              time.Duration   // CARDRAIL_HOLD_WINDOW
@@ -68,6 +69,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str("CARDRAIL_JWT_ISSUER", &c.JWTIssuer)
 	str("CARDRAIL_JWT_AUDIENCE", &c.JWTAudience)
 	str("CARDRAIL_ENCRYPTION_KEY", &c.EncryptionKey)
+	for _, k := range strings.Split(getenv("CARDRAIL_PREVIOUS_ENCRYPTION_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.PreviousEncryptionKeys = append(c.PreviousEncryptionKeys, k)
+		}
+	}
 	str("CARDRAIL_REDIS_URL", &c.RedisURL)
 	str("CARDRAIL_LOG_LEVEL", &c.LogLevel)
 	if v := strings.TrimSpace(getenv("CARDRAIL_RATE_LIMIT")); v != "" {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/seal"
 )
 
 // Endpoint secrets are stored sealed with the keyring that seals PANs:
@@ -60,20 +61,37 @@ func (w *Worker) openSecret(endpoint, stored string) (string, error) {
 	return string(secret), nil
 }
 
-// SealStoredSecrets seals every endpoint secret still stored as it was
-// shown, as databases written before secrets were sealed hold them, and
-// returns how many it sealed. The app runs it at start; it is safe to run
-// from several processes at once.
+// SealStoredSecrets seals under the current key every endpoint secret
+// that is not: one stored as it was shown, as databases written before
+// secrets were sealed hold them, or one sealed under a key since rotated
+// out (still configured in CARDRAIL_PREVIOUS_ENCRYPTION_KEYS). It returns
+// how many it sealed; one sealed under a key the keyring lacks is left as
+// it is and logged. The app runs it at start; it is safe to run from
+// several processes at once.
 func (w *Worker) SealStoredSecrets(ctx context.Context) (int, error) {
+	if w.opts.Keys == nil {
+		return 0, errNoKeys
+	}
 	sealed := 0
+	unopened := map[string]int{}
 	err := w.store.WebhookTx(ctx, func(tx Tx) error {
 		sealed = 0
-		plain, err := tx.UnsealedWebhookSecrets(ctx)
+		clear(unopened)
+		stale, err := tx.WebhookSecretsOutside(ctx, sealedPrefix+w.opts.Keys.Current()+":")
 		if err != nil {
 			return err
 		}
-		for _, p := range plain {
-			next, err := w.sealSecret(p.Endpoint, p.Secret)
+		for _, p := range stale {
+			secret, err := w.openSecret(p.Endpoint, p.Secret)
+			if errors.Is(err, seal.ErrUnknownKey) {
+				id, _, _ := strings.Cut(strings.TrimPrefix(p.Secret, sealedPrefix), ":")
+				unopened[id]++
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			next, err := w.sealSecret(p.Endpoint, secret)
 			if err != nil {
 				return err
 			}
@@ -87,5 +105,9 @@ func (w *Worker) SealStoredSecrets(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	for id, n := range unopened {
+		w.opts.Log.Warn("webhook endpoint secrets sealed under a key this server does not have; their deliveries fail until it is configured in CARDRAIL_PREVIOUS_ENCRYPTION_KEYS",
+			"key_id", id, "count", n)
+	}
 	return sealed, cardrail.WithOp("webhooks.SealStoredSecrets", err)
 }

@@ -182,9 +182,9 @@ type Tx interface {
 	// A delivery is not due while an earlier delivery (by outbox order) to
 	// the same endpoint about the same object is pending.
 	ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil time.Time, token string, limit int, skip []string) ([]Claim, error)
-	// UnsealedWebhookSecrets lists the endpoints whose secret is still
-	// stored as it was shown ("whsec_…"), with that secret.
-	UnsealedWebhookSecrets(ctx context.Context) ([]StoredSecret, error)
+	// WebhookSecretsOutside lists the endpoints whose stored secret does
+	// not start with prefix (that of the current key's seals), with it.
+	WebhookSecretsOutside(ctx context.Context, prefix string) ([]StoredSecret, error)
 	// ReplaceWebhookSecret stores next as endpoint's secret if the stored
 	// one is still prev, and reports whether it did.
 	ReplaceWebhookSecret(ctx context.Context, endpoint, prev, next string) (bool, error)

@@ -14,6 +14,31 @@ func (q *queries) SetCardSecret(ctx context.Context, ref string, s cardrail.Card
 	return err
 }
 
+// CardsSealedOutside implements cardrail.Reader. It walks the cards in
+// reference order, so a pass over a million is one walk of the primary
+// key however few need sealing anew.
+func (q *queries) CardsSealedOutside(ctx context.Context, keyID, after string, limit int) ([]cardrail.SealedCard, error) {
+	rows, err := q.q.Query(ctx, `SELECT reference, key_id, sealed_pan FROM cards
+		WHERE reference > $1 AND key_id IS NOT NULL AND key_id <> $2 ORDER BY reference LIMIT $3`, after, keyID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cards sealed outside %s: %w", keyID, err)
+	}
+	return collect(rows, func(r Row) (*cardrail.SealedCard, error) {
+		var c cardrail.SealedCard
+		return &c, r.Scan(&c.Reference, &c.KeyID, &c.SealedPAN)
+	})
+}
+
+// ResealCard implements cardrail.Tx.
+func (q *queries) ResealCard(ctx context.Context, ref, from string, to cardrail.SealedCard) (bool, error) {
+	n, err := q.q.Exec(ctx, `UPDATE cards SET key_id = $1, sealed_pan = $2 WHERE reference = $3 AND key_id = $4`,
+		to.KeyID, to.SealedPAN, ref, from)
+	if err != nil {
+		return false, fmt.Errorf("reseal card: %w", err)
+	}
+	return n == 1, nil
+}
+
 // Cardholder implements cardrail.Reader.
 func (q *queries) Cardholder(ctx context.Context, livemode bool, subject string) (*cardrail.Cardholder, error) {
 	var c cardrail.Cardholder

@@ -285,12 +285,12 @@ func (q *queries) ClaimWebhookDeliveries(ctx context.Context, now, leaseUntil ti
 	})
 }
 
-// UnsealedWebhookSecrets implements webhook.Tx.
-func (q *queries) UnsealedWebhookSecrets(ctx context.Context) ([]webhook.StoredSecret, error) {
+// WebhookSecretsOutside implements webhook.Tx.
+func (q *queries) WebhookSecretsOutside(ctx context.Context, prefix string) ([]webhook.StoredSecret, error) {
 	rows, err := q.q.Query(ctx, `SELECT reference, secret FROM webhook_endpoints
-		WHERE substr(secret, 1, 6) = 'whsec_' ORDER BY reference`)
+		WHERE substr(secret, 1, $1) <> $2 ORDER BY reference`, len(prefix), prefix)
 	if err != nil {
-		return nil, fmt.Errorf("unsealed webhook secrets: %w", err)
+		return nil, fmt.Errorf("webhook secrets to seal: %w", err)
 	}
 	return collect(rows, func(r Row) (*webhook.StoredSecret, error) {
 		var s webhook.StoredSecret
