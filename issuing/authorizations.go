@@ -39,7 +39,8 @@ func (s *Service) Authorize(ctx context.Context, c cardrail.Caller, ref string, 
 	if !cardrail.HasPrefix(ref, cardrail.PrefixCard) {
 		return nil, cardrail.NotFound("card", ref)
 	}
-	return s.engine.submit(&authJob{ctx: ctx, caller: c, card: ref, attempt: a, done: make(chan authResult, 1)})
+	return s.engine.submit(&authJob{ctx: ctx, caller: c, card: ref, attempt: a, done: make(chan authResult, 1),
+		ref: cardrail.NewReference(cardrail.PrefixAuthorization)})
 }
 
 // Authorization returns one of the caller's authorizations.

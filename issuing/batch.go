@@ -40,6 +40,11 @@ type authJob struct {
 	card    string
 	attempt cardrail.AuthorizationAttempt
 	done    chan authResult
+	// ref is the authorization's reference, fixed before the first try so
+	// that a retry can tell whether that try committed.
+	ref string
+	// retry is set when the job is decided again after its batch failed.
+	retry bool
 }
 
 type authResult struct {
@@ -223,7 +228,12 @@ func (e *engine) decide(batch []*authJob) {
 		if len(live) > 1 {
 			e.fallbacks.Add(1)
 			e.s.log.Warn("authorization batch failed; deciding one by one", "size", len(live), "error", err.Error())
+			// A failure at commit leaves the outcome unknown: the batch
+			// may have committed. Each retry first looks for its own
+			// authorization, under the card's lock, which waits for the
+			// first try's transaction to end.
 			for _, j := range live {
+				j.retry = true
 				e.process([]*authJob{j})
 			}
 			return
@@ -282,9 +292,19 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 			results[i].err = cardrail.NotFound("card", j.card)
 			continue
 		}
+		if j.retry {
+			prior, err := tx.Authorization(ctx, card.Livemode, card.Owner, j.ref)
+			if err == nil {
+				results[i].auth = prior // the failed batch did commit
+				continue
+			}
+			if !errors.Is(err, cardrail.ErrNoRows) {
+				return nil, err
+			}
+		}
 		pos := positions[card.Reference]
 		auth := &cardrail.Authorization{
-			Object: "authorization", Reference: cardrail.NewReference(cardrail.PrefixAuthorization), Card: card.Reference,
+			Object: "authorization", Reference: j.ref, Card: card.Reference,
 			Amount: j.attempt.Amount, Currency: j.attempt.Currency, Merchant: j.attempt.Merchant, Livemode: card.Livemode,
 			Owner: card.Owner, CreatedAt: now, UpdatedAt: now,
 		}
