@@ -35,6 +35,10 @@ func (q *queries) skipLocked() string {
 // gapGrace is the least time a gap in the outbox is waited for.
 const gapGrace = time.Second
 
+// afterOutboxRead, when set (by tests), runs between TakeEvents' read of
+// the events and its decisions about gaps.
+var afterOutboxRead func()
+
 // TakeEvents implements webhook.Tx.
 //
 // On PostgreSQL, sequence numbers are handed out when events are inserted,
@@ -59,19 +63,32 @@ func (q *queries) TakeEvents(ctx context.Context, limit int) ([]webhook.OutboxEv
 	if err != nil {
 		return nil, fmt.Errorf("dispatch cursor: %w", err)
 	}
-	rows, err := q.q.Query(ctx, `SELECT seq, id, type, livemode, object_ref FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, last, limit)
+	// The snapshot's xmin is read by the statement that reads the events,
+	// under the same snapshot: every transaction below it had ended when
+	// the events were read, so whatever event it wrote is among them. Read
+	// afterwards, it could pass a transaction that committed its event
+	// between the two reads, and the gap that event filled would be taken
+	// for a rollback and skipped.
+	gapsFinal := q.d.Name != "postgres"
+	xminColumn := "0"
+	if !gapsFinal {
+		xminColumn = "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+	}
+	var snapXmin int64
+	rows, err := q.q.Query(ctx, `SELECT seq, id, type, livemode, object_ref, `+xminColumn+` FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, last, limit)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	events, err := collect(rows, func(r Row) (*webhook.OutboxEvent, error) {
 		var e webhook.OutboxEvent
-		return &e, r.Scan(&e.Seq, &e.ID, &e.Type, &e.Livemode, &e.ObjectRef)
+		return &e, r.Scan(&e.Seq, &e.ID, &e.Type, &e.Livemode, &e.ObjectRef, &snapXmin)
 	})
+	if afterOutboxRead != nil {
+		afterOutboxRead()
+	}
 	if err != nil || len(events) == 0 {
 		return nil, err
 	}
-	gapsFinal := q.d.Name != "postgres"
-	var xmin *int64
 	horizonMoved := false
 	var out []webhook.OutboxEvent
 	for _, e := range events {
@@ -86,14 +103,7 @@ func (q *queries) TakeEvents(ctx context.Context, limit int) ([]webhook.OutboxEv
 				horizonSeq, horizonXid, horizonAt, horizonMoved = &seq, &x, &at, true
 				break
 			}
-			if xmin == nil {
-				var x int64
-				if err := q.q.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&x); err != nil {
-					return nil, fmt.Errorf("snapshot xmin: %w", err)
-				}
-				xmin = &x
-			}
-			if *xmin < *horizonXid || horizonAt == nil || q.now().Sub(fromMicros(*horizonAt)) < gapGrace {
+			if snapXmin < *horizonXid || horizonAt == nil || q.now().Sub(fromMicros(*horizonAt)) < gapGrace {
 				break // a transaction that may fill the gap may still be running
 			}
 		}
