@@ -39,21 +39,20 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		k2, id2 := newKey(t)
 		k3, _ := newKey(t)
 		ctx := context.Background()
-		cardKey := func(env *apptest.Env, card string) string {
+		// stored reads one column of one row, as the database holds it.
+		stored := func(env *apptest.Env, query, ref string) string {
 			t.Helper()
-			var id string
-			if err := env.App.Store.Conn().QueryRow(ctx, `SELECT key_id FROM cards WHERE reference = $1`, card).Scan(&id); err != nil {
+			var v string
+			if err := env.App.Store.Conn().QueryRow(ctx, query, ref).Scan(&v); err != nil {
 				t.Fatal(err)
 			}
-			return id
+			return v
+		}
+		cardKey := func(env *apptest.Env, card string) string {
+			return stored(env, `SELECT key_id FROM cards WHERE reference = $1`, card)
 		}
 		endpointSecret := func(env *apptest.Env, ref string) string {
-			t.Helper()
-			var s string
-			if err := env.App.Store.Conn().QueryRow(ctx, `SELECT secret FROM webhook_endpoints WHERE reference = $1`, ref).Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			return s
+			return stored(env, `SELECT secret FROM webhook_endpoints WHERE reference = $1`, ref)
 		}
 
 		first := apptest.New(t, url, withKeys(k1))
