@@ -200,6 +200,21 @@ func TestConventions(t *testing.T) {
 			}
 			dana.Must(200, "PATCH", "/managed-cards/"+card+"/", `{"nickname":null,"metadata":null,"spending_controls":{"daily":null}}`)
 		})
+		t.Run("an empty currency is not one left out", func(t *testing.T) {
+			fay := env.Client("fay", "US")
+			card := fay.FundedCard(1000)
+			// Withdraw first: the funded card took the whole wallet.
+			for _, path := range []string{"/managed-cards/" + card + "/withdraw/", "/managed-cards/" + card + "/fund/"} {
+				r := fay.Do("POST", path, `{"amount":1,"currency":""}`)
+				if r.Status != 422 || !strings.Contains(string(r.Body), `"field":"currency"`) {
+					t.Fatalf("POST %s with currency \"\": %d %s", path, r.Status, r.Body)
+				}
+				fay.Must(200, "POST", path, `{"amount":1,"currency":null}`)
+			}
+			if r := fay.Do("GET", "/disputes/?authorization=not-an-auth", nil); r.Status != 422 || !strings.Contains(string(r.Body), `"field":"authorization"`) {
+				t.Fatalf("GET /disputes/?authorization=not-an-auth: %d %s", r.Status, r.Body)
+			}
+		})
 		t.Run("no request left a partial write", func(t *testing.T) {
 			page := alice.Must(200, "GET", "/managed-cards/?limit=100", nil).JSON()
 			if n := len(page["data"].([]any)); n != 1 {

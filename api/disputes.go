@@ -49,7 +49,11 @@ func listDisputes(s *Server, r *http.Request, c cardrail.Caller) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := s.svc.Disputes(r.Context(), c, r.URL.Query().Get("authorization"), p)
+	auth := r.URL.Query().Get("authorization")
+	if auth != "" && !cardrail.HasPrefix(auth, cardrail.PrefixAuthorization) {
+		return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "authorization", Message: "is not an authorization reference"})
+	}
+	page, err := s.svc.Disputes(r.Context(), c, auth, p)
 	return http.StatusOK, renderPage(page), err
 }
 

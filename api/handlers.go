@@ -107,21 +107,45 @@ type moneyRequest struct {
 	Currency string `json:"currency"`
 }
 
-func fundCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
-	var req moneyRequest
+// transferRequest is fund's and withdraw's body: the currency, when
+// given, must be the card's; left out (or null), the card's is meant.
+type transferRequest struct {
+	Amount   int64   `json:"amount" null:"refuse"`
+	Currency *string `json:"currency"`
+}
+
+// decodeTransfer reads a transferRequest; an empty currency is not a
+// currency left out.
+func decodeTransfer(r *http.Request) (amount int64, currency string, err error) {
+	var req transferRequest
 	if err := decode(r, &req); err != nil {
+		return 0, "", err
+	}
+	if req.Currency != nil && *req.Currency == "" {
+		return 0, "", cardrail.Invalid(cardrail.FieldError{Field: "currency",
+			Message: "must be an uppercase ISO 4217 currency code; leave it out for the card's currency"})
+	}
+	if req.Currency != nil {
+		currency = *req.Currency
+	}
+	return req.Amount, currency, nil
+}
+
+func fundCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	amount, currency, err := decodeTransfer(r)
+	if err != nil {
 		return 0, nil, err
 	}
-	card, err := s.svc.Fund(r.Context(), c, r.PathValue("ref"), req.Amount, req.Currency)
+	card, err := s.svc.Fund(r.Context(), c, r.PathValue("ref"), amount, currency)
 	return http.StatusOK, card, err
 }
 
 func withdrawFromCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
-	var req moneyRequest
-	if err := decode(r, &req); err != nil {
+	amount, currency, err := decodeTransfer(r)
+	if err != nil {
 		return 0, nil, err
 	}
-	card, err := s.svc.Withdraw(r.Context(), c, r.PathValue("ref"), req.Amount, req.Currency)
+	card, err := s.svc.Withdraw(r.Context(), c, r.PathValue("ref"), amount, currency)
 	return http.StatusOK, card, err
 }
 
