@@ -218,6 +218,14 @@ func TestCardDetailsReveal(t *testing.T) {
 			t.Fatalf("sealed PAN %x", sealed)
 		}
 	})
+	t.Run("HEAD does not reveal", func(t *testing.T) {
+		// ServeMux would answer HEAD as GET: an audited reveal and a spent
+		// reveal that show nothing. The count below stays at one.
+		r := alice.Do("HEAD", "/managed-cards/"+ref+"/details/", nil)
+		if r.Status != 405 || r.Header.Get("Allow") != "GET" {
+			t.Fatalf("HEAD: %d, Allow %q", r.Status, r.Header.Get("Allow"))
+		}
+	})
 	t.Run("each reveal is audited", func(t *testing.T) {
 		var n int
 		if err := env.App.Store.Conn().QueryRow(context.Background(),

@@ -19,6 +19,14 @@ import (
 // the operator gate, then the handler under idempotency for POSTs.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux answers HEAD wherever GET is routed. A HEAD of the
+		// reveal would audit a reveal and spend the caller's budget to
+		// show nothing.
+		if rt.Reveal && r.Method == http.MethodHead {
+			w.Header().Set("Allow", http.MethodGet)
+			s.writeError(w, r, cardrail.Errorf(cardrail.CodeMethodNotAllowed, "HEAD is not allowed here; use GET."))
+			return
+		}
 		ri := info(r)
 		c, err := s.authenticate(r)
 		if err != nil {
