@@ -143,8 +143,18 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 					t.Errorf("%s %s: path parameter {%s} is not declared", strings.ToUpper(m), p, mm[1])
 				}
 			}
-			if len(asMap(op["responses"])) == 0 {
+			responses := asMap(op["responses"])
+			if len(responses) == 0 {
 				t.Errorf("%s %s: no responses", strings.ToUpper(m), p)
+			}
+			// What the framework answers on every route is documented on
+			// every route: 422 for a query parameter the route does not
+			// take, and on a POST 409 for a key whose request is running.
+			if responses["422"] == nil {
+				t.Errorf("%s %s: 422 (an unknown query parameter) is not documented", strings.ToUpper(m), p)
+			}
+			if m == "post" && responses["409"] == nil {
+				t.Errorf("%s %s: 409 (idempotency_request_in_progress) is not documented", strings.ToUpper(m), p)
 			}
 		}
 		if ops == 0 {
