@@ -189,7 +189,10 @@ type idempotencyMarkKey struct{}
 // and the object the request creates, once it is known.
 type IdempotencyMark struct {
 	Scope, Key string
-	Created    string
+	// Token is the holder's, from BeginIdempotent: a holder whose key was
+	// taken over cannot mark it applied.
+	Token   int64
+	Created string
 }
 
 // WithIdempotencyMark asks storage to record, inside every write transaction
@@ -249,15 +252,20 @@ type IdempotencyRecord struct {
 	// Created is, for IdempotencyResponseLost, the object the request
 	// created, when it created one.
 	Created string
+	// Token is, for IdempotencyStarted, the holder's fencing token: its
+	// mark, its response and its release take effect only while the key is
+	// still its own, not after a later request took over a key it held
+	// past the stale threshold.
+	Token int64
 }
 
 // IdempotencyStore keeps idempotency keys for 24 hours, scoped per caller.
 type IdempotencyStore interface {
 	BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (IdempotencyRecord, error)
-	CompleteIdempotent(ctx context.Context, scope, key string, status int, contentType string, body []byte) error
+	CompleteIdempotent(ctx context.Context, scope, key string, token int64, status int, contentType string, body []byte) error
 	// ReleaseIdempotent forgets a key whose response is not to be stored
 	// (401, 429, 5xx), so a retry runs afresh.
-	ReleaseIdempotent(ctx context.Context, scope, key string) error
+	ReleaseIdempotent(ctx context.Context, scope, key string, token int64) error
 	// PurgeIdempotent deletes keys created before cutoff.
 	PurgeIdempotent(ctx context.Context, cutoff time.Time) (int64, error)
 }

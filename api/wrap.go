@@ -156,19 +156,19 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyInProgress, "A request with this Idempotency-Key is still in progress."))
 		return
 	}
-	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key})
+	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key, Token: rec.Token})
 	res := s.run(rt, r.WithContext(ctx), c)
 	// Storing the outcome must not depend on the client still listening.
 	store := r.Context()
 	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
-		err = s.idem.ReleaseIdempotent(context.WithoutCancel(store), scope, key)
+		err = s.idem.ReleaseIdempotent(context.WithoutCancel(store), scope, key, rec.Token)
 	} else {
 		stored := res.body
 		if res.secret {
 			stored, err = s.sealBody(scope, key, res.body)
 		}
 		if err == nil {
-			err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, res.status, res.contentType, stored)
+			err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, rec.Token, res.status, res.contentType, stored)
 		}
 	}
 	if err != nil {

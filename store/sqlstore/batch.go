@@ -441,7 +441,7 @@ func (q *queries) InsertEvents(ctx context.Context, es []*cardrail.Event) error 
 func (q *queries) MarkIdempotent(ctx context.Context, marks []cardrail.IdempotencyMark) error {
 	var errs []error
 	for _, m := range marks {
-		if err := q.deferExec(ctx, markApplied, m.Scope, m.Key, nullable(m.Created)); err != nil {
+		if err := q.deferExec(ctx, markApplied, m.Scope, m.Key, nullable(m.Created), m.Token); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -9,8 +9,11 @@ import (
 )
 
 // Idempotency keys live 24 hours; one whose holder has not finished or
-// applied anything within staleAfter is taken over by the next request (the
-// server's own request timeout is far shorter).
+// applied anything within staleAfter is taken over by the next request. A
+// holder may only be slow, not dead (stuck on a lock, its process paused):
+// each holder gets a token (the created_at it wrote), and its mark, its
+// response and its release apply only while the token is still the key's,
+// so the effect happens once whichever holder gets there.
 const (
 	idempotencyTTL = 24 * time.Hour
 	staleAfter     = 2 * time.Minute
@@ -19,8 +22,14 @@ const (
 var _ cardrail.IdempotencyStore = (*Store)(nil)
 
 // markApplied records, in the transaction that applies a request's effect,
-// that its key ($1, $2) took effect, and what it created ($3, or NULL).
-const markApplied = `UPDATE idempotency_keys SET applied = TRUE, created_ref = $3 WHERE scope = $1 AND key = $2`
+// that its key ($1, $2) took effect, and what it created ($3, or NULL),
+// provided the key is still the holder's: created_at is the holder's token
+// ($4). If a later request took the key over, created_at is another's, the
+// CASE yields NULL and the NOT NULL constraint fails the whole transaction
+// on either database, so the stalled holder's effect never commits beside
+// the new holder's.
+const markApplied = `UPDATE idempotency_keys SET applied = TRUE, created_ref = $3,
+	created_at = CASE WHEN created_at = $4 THEN created_at END WHERE scope = $1 AND key = $2`
 
 // BeginIdempotent implements cardrail.IdempotencyStore.
 func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (cardrail.IdempotencyRecord, error) {
@@ -31,7 +40,7 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 			return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency begin: %w", err)
 		}
 		if n == 1 {
-			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted}, nil
+			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted, Token: micros(now)}, nil
 		}
 		var (
 			fp          string
@@ -83,7 +92,7 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency take over: %w", err)
 			}
 			if n == 1 {
-				return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted}, nil
+				return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted, Token: micros(now)}, nil
 			}
 		}
 		return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyInProgress}, nil
@@ -92,9 +101,9 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 }
 
 // CompleteIdempotent implements cardrail.IdempotencyStore.
-func (s *Store) CompleteIdempotent(ctx context.Context, scope, key string, status int, contentType string, body []byte) error {
+func (s *Store) CompleteIdempotent(ctx context.Context, scope, key string, token int64, status int, contentType string, body []byte) error {
 	_, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET response_status = $1, response_type = $2, response_body = $3
-		WHERE scope = $4 AND key = $5`, status, contentType, body, scope, key)
+		WHERE scope = $4 AND key = $5 AND created_at = $6`, status, contentType, body, scope, key, token)
 	if err != nil {
 		return fmt.Errorf("idempotency complete: %w", err)
 	}
@@ -102,8 +111,9 @@ func (s *Store) CompleteIdempotent(ctx context.Context, scope, key string, statu
 }
 
 // ReleaseIdempotent implements cardrail.IdempotencyStore.
-func (s *Store) ReleaseIdempotent(ctx context.Context, scope, key string) error {
-	_, err := s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL AND applied = FALSE`, scope, key)
+func (s *Store) ReleaseIdempotent(ctx context.Context, scope, key string, token int64) error {
+	_, err := s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3
+		AND response_status IS NULL AND applied = FALSE`, scope, key, token)
 	return err
 }
 

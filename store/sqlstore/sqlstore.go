@@ -137,7 +137,7 @@ func (s *Store) tx(ctx context.Context, fn func(cardrail.Tx) error) (err error) 
 		return err
 	}
 	if m, ok := cardrail.IdempotencyMarkFrom(ctx); ok {
-		if _, err = c.Exec(ctx, markApplied, m.Scope, m.Key, nullable(m.Created)); err != nil {
+		if _, err = c.Exec(ctx, markApplied, m.Scope, m.Key, nullable(m.Created), m.Token); err != nil {
 			return fmt.Errorf("mark idempotency key: %w", err)
 		}
 	}

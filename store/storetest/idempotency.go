@@ -14,6 +14,7 @@ var idempotencyContracts = []contract{
 	{"a released key starts afresh", testIdempotencyRelease},
 	{"a stale key that applied nothing is taken over", testIdempotencyTakeOver},
 	{"a key whose effect committed is never taken over", testIdempotencyApplied},
+	{"a holder whose key was taken over applies, stores and releases nothing", testIdempotencyFenced},
 	{"a key expires after 24 hours", testIdempotencyExpiry},
 	{"purge deletes keys created before the cutoff", testIdempotencyPurge},
 	{"keys are scoped per caller", testIdempotencyScope},
@@ -59,8 +60,8 @@ func testIdempotencyBegin(t *testing.T, s *sqlstore.Store) {
 func testIdempotencyReplay(t *testing.T, s *sqlstore.Store) {
 	ctx := t.Context()
 	body := []byte("{\"reference\":\"card_1\"}\n\x00\xff\xfe")
-	begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
-	if err := s.CompleteIdempotent(ctx, "alice", "k1", 201, "application/json", body); err != nil {
+	rec := begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.CompleteIdempotent(ctx, "alice", "k1", rec.Token, 201, "application/json", body); err != nil {
 		t.Fatalf("CompleteIdempotent: %v", err)
 	}
 	// Long after the stale threshold a completed key still replays.
@@ -72,15 +73,15 @@ func testIdempotencyReplay(t *testing.T, s *sqlstore.Store) {
 	begin(t, s, "alice", "k1", "fp-other", base.Add(time.Minute), cardrail.IdempotencyReused)
 
 	// A completed key is not released: the stored response stays.
-	if err := s.ReleaseIdempotent(ctx, "alice", "k1"); err != nil {
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", rec.Token); err != nil {
 		t.Fatalf("ReleaseIdempotent: %v", err)
 	}
 	begin(t, s, "alice", "k1", "fp", base.Add(2*time.Hour), cardrail.IdempotencyReplay)
 }
 
 func testIdempotencyRelease(t *testing.T, s *sqlstore.Store) {
-	begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
-	if err := s.ReleaseIdempotent(t.Context(), "alice", "k1"); err != nil {
+	rec := begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.ReleaseIdempotent(t.Context(), "alice", "k1", rec.Token); err != nil {
 		t.Fatalf("ReleaseIdempotent: %v", err)
 	}
 	begin(t, s, "alice", "k1", "fp", base.Add(time.Second), cardrail.IdempotencyStarted)
@@ -114,8 +115,8 @@ func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "k-" + tc.name
-			begin(t, s, "alice", key, "fp", base, cardrail.IdempotencyStarted)
-			ctx := cardrail.WithIdempotencyMark(t.Context(), cardrail.IdempotencyMark{Scope: "alice", Key: key})
+			rec := begin(t, s, "alice", key, "fp", base, cardrail.IdempotencyStarted)
+			ctx := cardrail.WithIdempotencyMark(t.Context(), cardrail.IdempotencyMark{Scope: "alice", Key: key, Token: rec.Token})
 			err := s.Tx(ctx, func(tx cardrail.Tx) error {
 				if err := tx.SetSetting(ctx, "effect-"+key, "done"); err != nil {
 					return err
@@ -134,7 +135,7 @@ func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
 			}
 			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyResponseLost)
 			// Releasing must not forget an effect that committed either.
-			if err := s.ReleaseIdempotent(t.Context(), "alice", key); err != nil {
+			if err := s.ReleaseIdempotent(t.Context(), "alice", key, rec.Token); err != nil {
 				t.Fatalf("ReleaseIdempotent: %v", err)
 			}
 			begin(t, s, "alice", key, "fp", base.Add(23*time.Hour), cardrail.IdempotencyResponseLost)
@@ -142,14 +143,53 @@ func testIdempotencyApplied(t *testing.T, s *sqlstore.Store) {
 	}
 }
 
-func testIdempotencyExpiry(t *testing.T, s *sqlstore.Store) {
+// testIdempotencyFenced: a holder that outlived the stale threshold (a
+// request stuck on a lock, a paused process) and had its key taken over
+// must not apply its effect beside the new holder's, nor store or release
+// over it.
+func testIdempotencyFenced(t *testing.T, s *sqlstore.Store) {
 	ctx := t.Context()
-	begin(t, s, "alice", "done", "fp", base, cardrail.IdempotencyStarted)
-	if err := s.CompleteIdempotent(ctx, "alice", "done", 200, "application/json", []byte(`{}`)); err != nil {
+	stalled := begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	taker := begin(t, s, "alice", "k1", "fp", base.Add(3*time.Minute), cardrail.IdempotencyStarted)
+	if stalled.Token == taker.Token {
+		t.Fatalf("both holders got token %d", taker.Token)
+	}
+	late := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "k1", Token: stalled.Token})
+	if err := s.Tx(late, func(tx cardrail.Tx) error { return tx.SetSetting(late, "effect-stalled", "done") }); err == nil {
+		t.Fatal("the stalled holder's effect committed after its key was taken over")
+	}
+	if _, err := s.Setting(ctx, "effect-stalled"); err == nil {
+		t.Fatal("the stalled holder's effect is in the database")
+	}
+	if err := s.CompleteIdempotent(ctx, "alice", "k1", stalled.Token, 500, "application/json", []byte(`{}`)); err != nil {
 		t.Fatalf("CompleteIdempotent: %v", err)
 	}
-	begin(t, s, "alice", "running", "fp", base, cardrail.IdempotencyStarted)
-	mark := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "running"})
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", stalled.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	// The key is still the taker's, running.
+	begin(t, s, "alice", "k1", "fp", base.Add(4*time.Minute), cardrail.IdempotencyInProgress)
+	mine := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "k1", Token: taker.Token})
+	if err := s.Tx(mine, func(tx cardrail.Tx) error { return tx.SetSetting(mine, "effect-taker", "done") }); err != nil {
+		t.Fatalf("the taker's effect: %v", err)
+	}
+	if err := s.CompleteIdempotent(ctx, "alice", "k1", taker.Token, 201, "application/json", []byte(`{"ok":true}`)); err != nil {
+		t.Fatalf("CompleteIdempotent: %v", err)
+	}
+	got := begin(t, s, "alice", "k1", "fp", base.Add(5*time.Minute), cardrail.IdempotencyReplay)
+	if got.Status != 201 || string(got.Body) != `{"ok":true}` {
+		t.Fatalf("replayed %d %s", got.Status, got.Body)
+	}
+}
+
+func testIdempotencyExpiry(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	done := begin(t, s, "alice", "done", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.CompleteIdempotent(ctx, "alice", "done", done.Token, 200, "application/json", []byte(`{}`)); err != nil {
+		t.Fatalf("CompleteIdempotent: %v", err)
+	}
+	running := begin(t, s, "alice", "running", "fp", base, cardrail.IdempotencyStarted)
+	mark := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "running", Token: running.Token})
 	inTx(t, s, func(tx cardrail.Tx) error { return tx.SetSetting(mark, "effect", "done") })
 
 	day := 24*time.Hour + time.Second
