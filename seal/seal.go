@@ -148,3 +148,42 @@ func (k *Keyring) Open(keyID string, sealed, aad []byte) ([]byte, error) {
 	}
 	return plaintext, nil
 }
+
+// TextPrefix starts the text form of a sealed value, for values kept in a
+// text column: "sealed:<key id>:<base64 of nonce, ciphertext and tag>".
+const TextPrefix = "sealed:"
+
+// SealText seals plaintext under the current key, as Seal does, and returns
+// the text form.
+func (k *Keyring) SealText(plaintext, aad []byte) (string, error) {
+	id, sealed, err := k.Seal(plaintext, aad)
+	if err != nil {
+		return "", err
+	}
+	return TextPrefix + id + ":" + base64.RawStdEncoding.EncodeToString(sealed), nil
+}
+
+// OpenText opens a value in text form, as Open does.
+func (k *Keyring) OpenText(text string, aad []byte) ([]byte, error) {
+	rest, ok := strings.CutPrefix(text, TextPrefix)
+	id, enc, found := strings.Cut(rest, ":")
+	if !ok || !found {
+		return nil, errors.New("seal: not a sealed value's text form")
+	}
+	sealed, err := base64.RawStdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, fmt.Errorf("seal: text form: %w", err)
+	}
+	return k.Open(id, sealed, aad)
+}
+
+// TextKeyID returns the id of the key that sealed a value in text form, or
+// "" if text is not one.
+func TextKeyID(text string) string {
+	rest, ok := strings.CutPrefix(text, TextPrefix)
+	id, _, found := strings.Cut(rest, ":")
+	if !ok || !found {
+		return ""
+	}
+	return id
+}

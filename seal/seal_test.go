@@ -284,3 +284,34 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// The text form round-trips, names its key, and stays bound to its
+// associated data.
+func TestTextForm(t *testing.T) {
+	key := make([]byte, seal.KeySize)
+	k, err := seal.NewKeyring(seal.KeyID(key), map[string][]byte{seal.KeyID(key): key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := k.SealText([]byte("whsec_x"), []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text, seal.TextPrefix+seal.KeyID(key)+":") || seal.TextKeyID(text) != seal.KeyID(key) {
+		t.Fatalf("text form %q", text)
+	}
+	if got, err := k.OpenText(text, []byte("a")); err != nil || string(got) != "whsec_x" {
+		t.Fatalf("OpenText = %q, %v", got, err)
+	}
+	if _, err := k.OpenText(text, []byte("b")); !errors.Is(err, seal.ErrOpen) {
+		t.Fatalf("OpenText with other data: %v, want seal.ErrOpen", err)
+	}
+	for _, bad := range []string{"whsec_x", "sealed:", "sealed:id", "sealed:id:!!"} {
+		if _, err := k.OpenText(bad, []byte("a")); err == nil {
+			t.Errorf("OpenText(%q) opened", bad)
+		}
+		if bad != "sealed:id:!!" && seal.TextKeyID(bad) != "" {
+			t.Errorf("seal.TextKeyID(%q) = %q", bad, seal.TextKeyID(bad))
+		}
+	}
+}

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,11 +13,9 @@ import (
 // Endpoint secrets are stored sealed with the keyring that seals PANs:
 // someone holding a copy of the database can read the endpoints but cannot
 // sign deliveries that the operator's receivers would accept. The stored
-// form is "sealed:<key id>:<base64 of nonce, ciphertext and tag>", and the
-// endpoint's reference is bound in as associated data, so a sealed secret
-// copied onto another endpoint does not open.
-const sealedPrefix = "sealed:"
-
+// form is the keyring's text form (seal.TextPrefix), and the endpoint's
+// reference is bound in as associated data, so a sealed secret copied onto
+// another endpoint does not open.
 func secretAAD(endpoint string) []byte { return []byte("webhook-endpoint:" + endpoint) }
 
 var errNoKeys = errors.New("webhook: no keyring for endpoint secrets")
@@ -28,11 +25,7 @@ func (w *Worker) sealSecret(endpoint, secret string) (string, error) {
 	if w.opts.Keys == nil {
 		return "", errNoKeys
 	}
-	id, sealed, err := w.opts.Keys.Seal([]byte(secret), secretAAD(endpoint))
-	if err != nil {
-		return "", err
-	}
-	return sealedPrefix + id + ":" + base64.RawStdEncoding.EncodeToString(sealed), nil
+	return w.opts.Keys.SealText([]byte(secret), secretAAD(endpoint))
 }
 
 // openSecret returns endpoint's secret from its stored form. A secret
@@ -42,19 +35,10 @@ func (w *Worker) openSecret(endpoint, stored string) (string, error) {
 	if strings.HasPrefix(stored, SecretPrefix) {
 		return stored, nil
 	}
-	rest, sealed := strings.CutPrefix(stored, sealedPrefix)
-	id, enc, ok := strings.Cut(rest, ":")
-	if !sealed || !ok {
-		return "", errors.New("endpoint secret: unrecognised stored form")
-	}
 	if w.opts.Keys == nil {
 		return "", errNoKeys
 	}
-	box, err := base64.RawStdEncoding.DecodeString(enc)
-	if err != nil {
-		return "", fmt.Errorf("endpoint secret: %w", err)
-	}
-	secret, err := w.opts.Keys.Open(id, box, secretAAD(endpoint))
+	secret, err := w.opts.Keys.OpenText(stored, secretAAD(endpoint))
 	if err != nil {
 		return "", fmt.Errorf("endpoint secret: %w", err)
 	}
@@ -77,15 +61,14 @@ func (w *Worker) SealStoredSecrets(ctx context.Context) (int, error) {
 	err := w.store.WebhookTx(ctx, func(tx Tx) error {
 		sealed = 0
 		clear(unopened)
-		stale, err := tx.WebhookSecretsOutside(ctx, sealedPrefix+w.opts.Keys.Current()+":")
+		stale, err := tx.WebhookSecretsOutside(ctx, seal.TextPrefix+w.opts.Keys.Current()+":")
 		if err != nil {
 			return err
 		}
 		for _, p := range stale {
 			secret, err := w.openSecret(p.Endpoint, p.Secret)
 			if errors.Is(err, seal.ErrUnknownKey) {
-				id, _, _ := strings.Cut(strings.TrimPrefix(p.Secret, sealedPrefix), ":")
-				unopened[id]++
+				unopened[seal.TextKeyID(p.Secret)]++
 				continue
 			}
 			if err != nil {
