@@ -14,3 +14,15 @@ import (
 func ValidText(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
+
+// MaxSubjectLen is the longest user (a token's sub) accepted, in
+// characters.
+const MaxSubjectLen = 255
+
+// ValidSubject reports whether s can name a user: 1 to MaxSubjectLen
+// characters of ValidText. A token's sub is held to it, and so is a sub an
+// operator names, so that no wallet or cardholder is made for a user no
+// token can carry.
+func ValidSubject(s string) bool {
+	return s != "" && ValidText(s) && utf8.RuneCountInString(s) <= MaxSubjectLen
+}

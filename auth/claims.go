@@ -31,10 +31,6 @@ const (
 	msgKYC            = "The token's kyc claim must be a string."
 )
 
-// maxSubjectLen is the longest sub accepted, in characters, so that a
-// subject always fits the columns that store it.
-const maxSubjectLen = 255
-
 // unauthenticated is the one error Verify returns.
 func unauthenticated(message string, cause error) *cardrail.Error {
 	return &cardrail.Error{Code: cardrail.CodeUnauthenticated, Message: message, Op: "auth.Verify", Err: cause}
@@ -127,15 +123,16 @@ func decodeOptional(raw json.RawMessage, dst any) error {
 	return json.Unmarshal(raw, dst)
 }
 
-// checkSubject is the rule for sub, shared by Verify and MintSandbox.
+// checkSubject is cardrail.ValidSubject for sub, shared by Verify and
+// MintSandbox, saying which part failed.
 func checkSubject(sub string) error {
 	switch {
 	case sub == "":
 		return errors.New("sub is missing or empty")
 	case !cardrail.ValidText(sub):
 		return errors.New("sub is not valid UTF-8 or holds a control character")
-	case utf8.RuneCountInString(sub) > maxSubjectLen:
-		return fmt.Errorf("sub is longer than %d characters", maxSubjectLen)
+	case utf8.RuneCountInString(sub) > cardrail.MaxSubjectLen:
+		return fmt.Errorf("sub is longer than %d characters", cardrail.MaxSubjectLen)
 	}
 	return nil
 }

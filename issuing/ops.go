@@ -203,7 +203,7 @@ func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subjec
 // checkSubject holds an operator's sub to the rule a token's sub is held
 // to, so no wallet or cardholder is made for a user no token can name.
 func checkSubject(subject string) error {
-	if subject == "" || utf8.RuneCountInString(subject) > 255 || !cardrail.ValidText(subject) {
+	if !cardrail.ValidSubject(subject) {
 		return cardrail.Invalid(cardrail.FieldError{Field: "sub", Message: "must be 1 to 255 characters of text without control characters"})
 	}
 	return nil
