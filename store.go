@@ -114,9 +114,9 @@ type Tx interface {
 	CardForUpdate(ctx context.Context, livemode bool, owner, ref string) (*Card, error)
 	InsertCard(ctx context.Context, c *Card, s CardSecret) error
 	SetCardSecret(ctx context.Context, ref string, s CardSecret) error
-	// ResealCard stores a card's number sealed anew if it is still sealed
-	// under from, and reports whether it was.
-	ResealCard(ctx context.Context, ref, from string, to SealedCard) (bool, error)
+	// ResealCard stores to, a card's number sealed anew, if the card's is
+	// still sealed under from, and reports whether it was.
+	ResealCard(ctx context.Context, from string, to SealedCard) (bool, error)
 	// UpdateCard writes c's mutable fields if the stored status is one of
 	// from (any status when from is empty), else returns ErrStale.
 	UpdateCard(ctx context.Context, c *Card, from ...CardStatus) error

@@ -35,6 +35,8 @@ func (s *Service) ResealCards(ctx context.Context, batch int) (Resealed, error) 
 			return out, cardrail.WithOp("cards.Reseal", err)
 		}
 		after = cards[len(cards)-1].Reference
+		// next[i] is cards' i-th openable card sealed anew; from[i] the
+		// key it was read under.
 		next := make([]cardrail.SealedCard, 0, len(cards))
 		from := make([]string, 0, len(cards))
 		for _, c := range cards {
@@ -60,7 +62,7 @@ func (s *Service) ResealCards(ctx context.Context, batch int) (Resealed, error) 
 			err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
 				n = 0
 				for i, c := range next {
-					done, err := tx.ResealCard(ctx, c.Reference, from[i], c)
+					done, err := tx.ResealCard(ctx, from[i], c)
 					if err != nil {
 						return err
 					}

@@ -30,9 +30,9 @@ func (q *queries) CardsSealedOutside(ctx context.Context, keyID, after string, l
 }
 
 // ResealCard implements cardrail.Tx.
-func (q *queries) ResealCard(ctx context.Context, ref, from string, to cardrail.SealedCard) (bool, error) {
+func (q *queries) ResealCard(ctx context.Context, from string, to cardrail.SealedCard) (bool, error) {
 	n, err := q.q.Exec(ctx, `UPDATE cards SET key_id = $1, sealed_pan = $2 WHERE reference = $3 AND key_id = $4`,
-		to.KeyID, to.SealedPAN, ref, from)
+		to.KeyID, to.SealedPAN, to.Reference, from)
 	if err != nil {
 		return false, fmt.Errorf("reseal card: %w", err)
 	}
