@@ -121,14 +121,14 @@ func decodeTransfer(r *http.Request) (amount int64, currency string, err error) 
 	if err := decode(r, &req); err != nil {
 		return 0, "", err
 	}
-	if req.Currency != nil && *req.Currency == "" {
+	if req.Currency == nil {
+		return req.Amount, "", nil
+	}
+	if *req.Currency == "" {
 		return 0, "", cardrail.Invalid(cardrail.FieldError{Field: "currency",
 			Message: "must be an uppercase ISO 4217 currency code; leave it out for the card's currency"})
 	}
-	if req.Currency != nil {
-		currency = *req.Currency
-	}
-	return req.Amount, currency, nil
+	return req.Amount, *req.Currency, nil
 }
 
 func fundCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {

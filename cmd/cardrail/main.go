@@ -201,7 +201,6 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	return err
 }
 
-// redact hides a database URL's password.
 // redact hides the passwords a database URL may hold, in its user info
 // (postgres://user:secret@host) and in its query (?password=secret, and
 // pgx's sslpassword), before the URL is printed or logged.
