@@ -50,6 +50,7 @@ type AuthorizationFilter struct {
 // store/postgres); store/storetest holds the contract suite they share.
 type Store interface {
 	Reader
+	IdempotencyStore
 	// Tx runs fn in one write transaction. Serialization failures and
 	// deadlocks are retried, so fn may run more than once and must not have
 	// effects outside the transaction. An error from fn rolls back.
@@ -193,6 +194,10 @@ type IdempotencyMark struct {
 	// taken over cannot mark it applied.
 	Token   int64
 	Created string
+	// Reserved is the reference an earlier holder of the key reserved for
+	// the object the request creates (see IdempotencyStore.ReserveIdempotent);
+	// the request creates it under that reference.
+	Reserved string
 }
 
 // WithIdempotencyMark asks storage to record, inside every write transaction
@@ -257,14 +262,26 @@ type IdempotencyRecord struct {
 	// still its own, not after a later request took over a key it held
 	// past the stale threshold.
 	Token int64
+	// Reserved is, for IdempotencyStarted, the reference an earlier run of
+	// the same request reserved before it failed or its process died.
+	Reserved string
 }
 
 // IdempotencyStore keeps idempotency keys for 24 hours, scoped per caller.
 type IdempotencyStore interface {
 	BeginIdempotent(ctx context.Context, scope, key, fingerprint string, now time.Time) (IdempotencyRecord, error)
 	CompleteIdempotent(ctx context.Context, scope, key string, token int64, status int, contentType string, body []byte) error
+	// ReserveIdempotent records, before a request calls an outside party
+	// keyed by the reference of the object it creates, that reference
+	// with the key. A later run of the same request, after this one
+	// failed or its process died, then gets it back (Reserved) and makes
+	// the same call, which the outside party answers with what it already
+	// made. Only the key's holder (token) can reserve: anyone else gets an
+	// idempotency_request_in_progress error.
+	ReserveIdempotent(ctx context.Context, scope, key string, token int64, ref string) error
 	// ReleaseIdempotent forgets a key whose response is not to be stored
-	// (401, 429, 5xx), so a retry runs afresh.
+	// (401, 429, 5xx), so a retry runs afresh, keeping only a reserved
+	// reference for it.
 	ReleaseIdempotent(ctx context.Context, scope, key string, token int64) error
 	// PurgeIdempotent deletes keys created before cutoff.
 	PurgeIdempotent(ctx context.Context, cutoff time.Time) (int64, error)

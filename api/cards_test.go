@@ -567,6 +567,60 @@ func TestTimeoutFailover(t *testing.T) {
 	}
 }
 
+// TestRetriedCreationGetsThePartnersCard: a card creation that failed after
+// the partner issued (here the client gave up on a slow partner, which
+// ends the request) is retried with its Idempotency-Key. The retry must
+// ask the partner with the same key and get the card it already issued,
+// not have it issue a second one.
+func TestRetriedCreationGetsThePartnersCard(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		alpha := env.App.Sandbox["sandbox_alpha"]
+		body := `{"program":"usd_visa_virtual"}`
+		issued := alpha.Issued()
+
+		alpha.SetFailure(sandbox.FailNone, time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, "POST", env.Server.URL+"/cards/api/v1/managed-cards/", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+alice.Token)
+		req.Header.Set("Idempotency-Key", "create-once")
+		if res, err := env.Server.Client().Do(req); err == nil {
+			res.Body.Close()
+			t.Fatalf("the first try answered %d; it should still be waiting on the partner", res.StatusCode)
+		}
+		cancel()
+		alpha.SetFailure(sandbox.FailNone, 0)
+		if alpha.Issued() != issued+1 {
+			t.Fatalf("the partner issued %d cards on the first try", alpha.Issued()-issued)
+		}
+
+		// The first try ends once the server sees the client gone.
+		var r *apptest.Response
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			r = alice.Do("POST", "/managed-cards/", body, "Idempotency-Key", "create-once")
+			if r.Code() != "idempotency_request_in_progress" || time.Now().After(deadline) {
+				break
+			}
+		}
+		if r.Status != 201 || r.Str("provider") != "sandbox_alpha" || r.Str("status") != "active" {
+			t.Fatalf("retry: %d %s", r.Status, r.Body)
+		}
+		if n := alpha.Issued() - issued; n != 1 {
+			t.Fatalf("the partner holds %d cards for one request", n)
+		}
+		if again := alice.Must(201, "POST", "/managed-cards/", body, "Idempotency-Key", "create-once"); again.Header.Get("Idempotent-Replayed") != "true" ||
+			again.Str("reference") != r.Str("reference") {
+			t.Fatalf("replay: %s", again.Body)
+		}
+		// A new key is a new card.
+		alice.Must(201, "POST", "/managed-cards/", body, "Idempotency-Key", "create-twice")
+		if n := alpha.Issued() - issued; n != 2 {
+			t.Fatalf("the partner holds %d cards for two requests", n)
+		}
+	})
+}
+
 // TestShortListsPage: the lists the service keeps whole (programs,
 // wallets, webhook endpoints) answer newest first and page like the rest.
 func TestShortListsPage(t *testing.T) {

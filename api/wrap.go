@@ -156,7 +156,7 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeIdempotencyInProgress, "A request with this Idempotency-Key is still in progress."))
 		return
 	}
-	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key, Token: rec.Token})
+	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key, Token: rec.Token, Reserved: rec.Reserved})
 	res := s.run(rt, r.WithContext(ctx), c)
 	// Storing the outcome must not depend on the client still listening.
 	store := r.Context()

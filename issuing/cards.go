@@ -105,9 +105,13 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		routes[i] = provider.Route{Name: name, Enabled: on || !touched}
 	}
 
+	ref, err := s.reserveReference(ctx, cardrail.PrefixCard)
+	if err != nil {
+		return nil, cardrail.WithOp(op, err)
+	}
 	now := s.now()
 	card := &cardrail.Card{
-		Object: "card", Reference: cardrail.NewReference(cardrail.PrefixCard), Program: prog.Code,
+		Object: "card", Reference: ref, Program: prog.Code,
 		Type: prog.CardType, Brand: prog.Brand, Currency: prog.Currency, Nickname: p.Nickname,
 		SpendingControls: controls, Metadata: p.Metadata, Livemode: c.Livemode, Owner: c.Subject,
 		CreatedAt: now, UpdatedAt: now,
@@ -168,6 +172,26 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		return nil, cardrail.WithOp(op, err)
 	}
 	return card, nil
+}
+
+// reserveReference returns the reference for an object about to be
+// created through an outside party keyed by it. Under an Idempotency-Key it
+// is the reference an earlier run of the same request reserved, or a new
+// one reserved now, before the call: so a retry after a failure or a crash
+// asks the partner with the same key and gets the card it already issued,
+// not a second one.
+func (s *Service) reserveReference(ctx context.Context, prefix string) (string, error) {
+	m, ok := cardrail.IdempotencyMarkFrom(ctx)
+	if ok && cardrail.HasPrefix(m.Reserved, prefix) {
+		return m.Reserved, nil
+	}
+	ref := cardrail.NewReference(prefix)
+	if ok {
+		if err := s.store.ReserveIdempotent(ctx, m.Scope, m.Key, m.Token, ref); err != nil {
+			return "", err
+		}
+	}
+	return ref, nil
 }
 
 // gate applies the issuing checks in the SPEC's order. Verification is a

@@ -153,6 +153,14 @@ func (a *Adapter) SetFailure(mode FailMode, delay time.Duration) {
 // so tests can assert which providers routing tried.
 func (a *Adapter) Calls() int { return int(a.calls.Load()) }
 
+// Issued returns how many distinct cards the adapter has issued: a call
+// replayed under an idempotency key it already saw issues none.
+func (a *Adapter) Issued() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.cards)
+}
+
 // Name returns the routing name.
 func (a *Adapter) Name() string { return a.name }
 

@@ -50,9 +50,10 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 			body        []byte
 			created     int64
 			createdRef  *string
+			released    bool
 		)
-		err = s.conn.QueryRow(ctx, `SELECT fingerprint, applied, response_status, response_type, response_body, created_at, created_ref
-			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&fp, &applied, &status, &contentType, &body, &created, &createdRef)
+		err = s.conn.QueryRow(ctx, `SELECT fingerprint, applied, response_status, response_type, response_body, created_at, created_ref, released
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).Scan(&fp, &applied, &status, &contentType, &body, &created, &createdRef, &released)
 		if notFound(err) {
 			continue // released between our insert and read: try again
 		}
@@ -65,6 +66,26 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency expire: %w", err)
 			}
 			continue
+		}
+		if released {
+			// The last holder answered 401, 429 or 5xx, which a retry runs
+			// afresh, but it had reserved a reference first: the same
+			// request gets it back. A different request under the key is a
+			// new one and reserves its own.
+			n, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET created_at = $1, released = FALSE, fingerprint = $2,
+				created_ref = CASE WHEN fingerprint = $2 THEN created_ref END
+				WHERE scope = $3 AND key = $4 AND created_at = $5 AND released`, micros(now), fingerprint, scope, key, created)
+			if err != nil {
+				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency resume: %w", err)
+			}
+			if n == 0 {
+				continue // another request resumed it first
+			}
+			rec := cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted, Token: micros(now)}
+			if fp == fingerprint && createdRef != nil {
+				rec.Reserved = *createdRef
+			}
+			return rec, nil
 		}
 		if fp != fingerprint {
 			return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyReused}, nil
@@ -92,7 +113,11 @@ func (s *Store) BeginIdempotent(ctx context.Context, scope, key, fingerprint str
 				return cardrail.IdempotencyRecord{}, fmt.Errorf("idempotency take over: %w", err)
 			}
 			if n == 1 {
-				return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted, Token: micros(now)}, nil
+				rec := cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyStarted, Token: micros(now)}
+				if createdRef != nil {
+					rec.Reserved = *createdRef
+				}
+				return rec, nil
 			}
 		}
 		return cardrail.IdempotencyRecord{Outcome: cardrail.IdempotencyInProgress}, nil
@@ -110,10 +135,30 @@ func (s *Store) CompleteIdempotent(ctx context.Context, scope, key string, token
 	return nil
 }
 
-// ReleaseIdempotent implements cardrail.IdempotencyStore.
+// ReserveIdempotent implements cardrail.IdempotencyStore.
+func (s *Store) ReserveIdempotent(ctx context.Context, scope, key string, token int64, ref string) error {
+	n, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET created_ref = $1
+		WHERE scope = $2 AND key = $3 AND created_at = $4 AND applied = FALSE AND response_status IS NULL`, ref, scope, key, token)
+	if err != nil {
+		return fmt.Errorf("idempotency reserve: %w", err)
+	}
+	if n == 0 {
+		return cardrail.Errorf(cardrail.CodeIdempotencyInProgress,
+			"This request held its Idempotency-Key so long that a retry took it over; the retry runs it.")
+	}
+	return nil
+}
+
+// ReleaseIdempotent implements cardrail.IdempotencyStore. A key whose
+// request reserved a reference is kept, marked released, so that the
+// retry reuses the reference; any other is deleted.
 func (s *Store) ReleaseIdempotent(ctx context.Context, scope, key string, token int64) error {
+	if _, err := s.conn.Exec(ctx, `UPDATE idempotency_keys SET released = TRUE WHERE scope = $1 AND key = $2 AND created_at = $3
+		AND response_status IS NULL AND applied = FALSE AND created_ref IS NOT NULL`, scope, key, token); err != nil {
+		return fmt.Errorf("idempotency release: %w", err)
+	}
 	_, err := s.conn.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3
-		AND response_status IS NULL AND applied = FALSE`, scope, key, token)
+		AND response_status IS NULL AND applied = FALSE AND created_ref IS NULL`, scope, key, token)
 	return err
 }
 

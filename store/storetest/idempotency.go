@@ -15,6 +15,7 @@ var idempotencyContracts = []contract{
 	{"a stale key that applied nothing is taken over", testIdempotencyTakeOver},
 	{"a key whose effect committed is never taken over", testIdempotencyApplied},
 	{"a holder whose key was taken over applies, stores and releases nothing", testIdempotencyFenced},
+	{"a reserved reference outlives a release and a takeover, for the same request only", testIdempotencyReserved},
 	{"a key expires after 24 hours", testIdempotencyExpiry},
 	{"purge deletes keys created before the cutoff", testIdempotencyPurge},
 	{"keys are scoped per caller", testIdempotencyScope},
@@ -180,6 +181,88 @@ func testIdempotencyFenced(t *testing.T, s *sqlstore.Store) {
 	if got.Status != 201 || string(got.Body) != `{"ok":true}` {
 		t.Fatalf("replayed %d %s", got.Status, got.Body)
 	}
+}
+
+// testIdempotencyReserved: a request that reserved the reference of the
+// object it creates (before calling the partner keyed by it) and then
+// failed or died hands that reference to the next run of the same
+// request, so the partner is asked with the same key again.
+func testIdempotencyReserved(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	reserved := func(rec cardrail.IdempotencyRecord, want string) {
+		t.Helper()
+		if rec.Reserved != want {
+			t.Fatalf("Reserved = %q, want %q", rec.Reserved, want)
+		}
+	}
+	first := begin(t, s, "alice", "k1", "fp", base, cardrail.IdempotencyStarted)
+	reserved(first, "")
+	if err := s.ReserveIdempotent(ctx, "alice", "k1", first.Token+1, "card_stranger"); cardrail.ErrorCode(err) != cardrail.CodeIdempotencyInProgress {
+		t.Fatalf("a stranger's reservation: %v", err)
+	}
+	if err := s.ReserveIdempotent(ctx, "alice", "k1", first.Token, "card_r1"); err != nil {
+		t.Fatalf("ReserveIdempotent: %v", err)
+	}
+
+	// The request answered 5xx: released, but the retry gets the reference.
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", first.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	second := begin(t, s, "alice", "k1", "fp", base.Add(time.Second), cardrail.IdempotencyStarted)
+	reserved(second, "card_r1")
+	begin(t, s, "alice", "k1", "fp", base.Add(2*time.Second), cardrail.IdempotencyInProgress)
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", first.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	begin(t, s, "alice", "k1", "fp", base.Add(3*time.Second), cardrail.IdempotencyInProgress)
+
+	// Its holder died: the takeover gets the reference too.
+	third := begin(t, s, "alice", "k1", "fp", base.Add(3*time.Minute), cardrail.IdempotencyStarted)
+	reserved(third, "card_r1")
+
+	// A different request under a released key is a new one, with nothing
+	// reserved; the original request is then the different one.
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", third.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	other := begin(t, s, "alice", "k1", "fp-other", base.Add(4*time.Minute), cardrail.IdempotencyStarted)
+	reserved(other, "")
+	begin(t, s, "alice", "k1", "fp", base.Add(4*time.Minute+time.Second), cardrail.IdempotencyReused)
+	if err := s.ReleaseIdempotent(ctx, "alice", "k1", other.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	// With nothing reserved, the release forgot the key altogether.
+	reserved(begin(t, s, "alice", "k1", "fp", base.Add(5*time.Minute), cardrail.IdempotencyStarted), "")
+
+	// A reservation whose effect then committed is an effect like any
+	// other: never run again, and the 409 names what it created.
+	rec := begin(t, s, "alice", "k2", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.ReserveIdempotent(ctx, "alice", "k2", rec.Token, "card_r2"); err != nil {
+		t.Fatalf("ReserveIdempotent: %v", err)
+	}
+	mark := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "alice", Key: "k2", Token: rec.Token, Created: "card_r2"})
+	if err := s.Tx(mark, func(tx cardrail.Tx) error { return tx.SetSetting(mark, "effect-k2", "done") }); err != nil {
+		t.Fatalf("Tx: %v", err)
+	}
+	if err := s.ReleaseIdempotent(ctx, "alice", "k2", rec.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	if got := begin(t, s, "alice", "k2", "fp", base.Add(3*time.Minute), cardrail.IdempotencyResponseLost); got.Created != "card_r2" {
+		t.Fatalf("Created = %q", got.Created)
+	}
+	if err := s.ReserveIdempotent(ctx, "alice", "k2", rec.Token, "card_r3"); cardrail.ErrorCode(err) != cardrail.CodeIdempotencyInProgress {
+		t.Fatalf("reserving on an applied key: %v", err)
+	}
+
+	// A released reservation expires with its key.
+	rec = begin(t, s, "alice", "k3", "fp", base, cardrail.IdempotencyStarted)
+	if err := s.ReserveIdempotent(ctx, "alice", "k3", rec.Token, "card_r4"); err != nil {
+		t.Fatalf("ReserveIdempotent: %v", err)
+	}
+	if err := s.ReleaseIdempotent(ctx, "alice", "k3", rec.Token); err != nil {
+		t.Fatalf("ReleaseIdempotent: %v", err)
+	}
+	reserved(begin(t, s, "alice", "k3", "fp", base.Add(25*time.Hour), cardrail.IdempotencyStarted), "")
 }
 
 func testIdempotencyExpiry(t *testing.T, s *sqlstore.Store) {
