@@ -93,6 +93,11 @@ func decodeError(err error) error {
 		msg := "must be " + jsonKind(typ.Type.Kind().String())
 		if strings.HasPrefix(typ.Type.String(), "int") && strings.HasPrefix(typ.Value, "number") {
 			msg = "must be an integer (minor units), not a fraction or exponent"
+			if !strings.ContainsAny(strings.TrimPrefix(typ.Value, "number "), ".eE") {
+				// An integer literal too large for int64: every integer
+				// a body takes is an amount, bounded far below that.
+				msg = fmt.Sprintf("must be an integer from 1 to %d", cardrail.MaxAmount)
+			}
 		}
 		return cardrail.Invalid(cardrail.FieldError{Field: field, Message: msg})
 	}

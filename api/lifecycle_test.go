@@ -254,14 +254,18 @@ func TestCardDetailsReveal(t *testing.T) {
 		}
 	})
 	t.Run("reveals have their own tight limit", func(t *testing.T) {
-		status := 0
+		var r *apptest.Response
 		for range 10 {
-			if status = alice.Do("GET", "/managed-cards/"+ref+"/details/", nil).Status; status == 429 {
+			if r = alice.Do("GET", "/managed-cards/"+ref+"/details/", nil); r.Status == 429 {
 				break
 			}
 		}
-		if status != 429 {
+		if r.Status != 429 {
 			t.Fatalf("ten reveals in a row were allowed")
+		}
+		// The refusal names the limit it hit, not the general one.
+		if !strings.Contains(r.Str("detail"), "card-details reveals: 5 a minute") {
+			t.Errorf("reveal refused with %q", r.Str("detail"))
 		}
 		if r := alice.Do("GET", "/managed-cards/"+ref+"/", nil); r.Status != 200 {
 			t.Fatalf("ordinary reads limited too: %d", r.Status)

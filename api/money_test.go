@@ -82,6 +82,19 @@ func TestFundAndWithdraw(t *testing.T) {
 				}
 			})
 		}
+		t.Run("the message says what is wrong with the number", func(t *testing.T) {
+			for body, want := range map[string]string{
+				`{"amount": 10.5}`:                 "not a fraction or exponent",
+				`{"amount": 1e3}`:                  "not a fraction or exponent",
+				`{"amount": 99999999999999999999}`: "from 1 to 10000000000000",
+				`{"amount": 10000000000001}`:       "from 1 to 10000000000000",
+			} {
+				r := alice.Do("POST", "/managed-cards/"+card+"/fund/", body)
+				if r.Status != 422 || !strings.Contains(string(r.Body), want) {
+					t.Errorf("%s: %d %s; want a message saying %q", body, r.Status, r.Body, want)
+				}
+			}
+		})
 		t.Run("max_balance is inclusive", func(t *testing.T) {
 			alice.Must(200, "POST", "/managed-cards/"+card+"/fund/", map[string]any{"amount": 990_000})
 			alice.Must(200, "POST", "/managed-cards/"+card+"/withdraw/", map[string]any{"amount": 990_000})

@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/cardrail/cardrail/internal/apptest"
@@ -261,7 +262,8 @@ func TestDisputes(t *testing.T) {
 				t.Fatalf("default amount %d", d2.Int("amount"))
 			}
 			before, _, _ := balances(t, alice, card)
-			if r := ops.Do("POST", "/ops/disputes/"+d2.Str("reference")+"/win/", nil); r.Code() != "invalid_dispute_state" {
+			if r := ops.Do("POST", "/ops/disputes/"+d2.Str("reference")+"/win/", nil); r.Code() != "invalid_dispute_state" ||
+				!strings.Contains(r.Str("detail"), "submitted to the network first") {
 				t.Fatalf("won before submitted: %s", r.Body)
 			}
 			if r := alice.Do("POST", "/ops/disputes/"+d2.Str("reference")+"/submit/", nil); r.Status != 403 {

@@ -79,6 +79,7 @@ func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore
 	}
 	if cfg.RevealLimit <= 0 {
 		cfg.RevealLimit = DefaultRevealLimit
+		s.cfg.RevealLimit = cfg.RevealLimit
 	}
 	s.reveal = cfg.RevealLimiter
 	if s.reveal == nil {

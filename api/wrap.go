@@ -200,6 +200,11 @@ func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.L
 		return true
 	}
 	h.Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
+	if bucket == "reveal:" {
+		s.writeError(w, r, cardrail.Errorf(cardrail.CodeRateLimited,
+			"Too many card-details reveals: %d a minute per caller; retry after the Retry-After interval.", s.cfg.RevealLimit))
+		return false
+	}
 	s.writeError(w, r, cardrail.Errorf(cardrail.CodeRateLimited, "Too many requests; retry after the Retry-After interval."))
 	return false
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/api"
 	"github.com/cardrail/cardrail/auth"
@@ -55,9 +57,8 @@ type App struct {
 	// Webhooks delivers events to operators' endpoints.
 	Webhooks *webhook.Worker
 	// Keys seal PANs and webhook endpoint secrets at rest.
-	Keys    *seal.Keyring
-	limiter *ratelimit.Fallback // nil without Redis
-	reveal  *ratelimit.Fallback // nil without Redis
+	Keys  *seal.Keyring
+	redis *redis.Client // nil without Redis
 }
 
 // OpenStore opens the database named by url and applies migrations.
@@ -143,36 +144,38 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	}
 	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: executors}}, log)
 	apiCfg := api.Config{RateLimit: cfg.RateLimit}
-	var limiter *ratelimit.Fallback // shared through Redis when configured (and limiting is on)
-	if cfg.RedisURL != "" && cfg.RateLimit > 0 {
-		if limiter, err = ratelimit.Dial(cfg.RedisURL, cfg.RateLimit, int(2*cfg.RateLimit), log); err != nil {
-			verifier.Close()
-			return nil, fmt.Errorf("CARDRAIL_REDIS_URL: %w", err)
-		}
-		_ = limiter.Probe(ctx) // logs the warning and reports degraded if Redis is down; requests still served
-		apiCfg.Limiter = limiter
-		apiCfg.Ready = func(ctx context.Context) map[string]string {
-			return map[string]string{"rate_limit": limiter.Check(ctx)}
-		}
-	}
-	// The reveal limit is shared through Redis whenever Redis is
-	// configured, even with the general limit off: it guards card numbers,
-	// and a caller must not get a budget per instance. Its Redis outages
-	// are the general limiter's to log.
-	var reveal *ratelimit.Fallback
+	var redisClient *redis.Client // the rate limits' shared buckets, when configured
 	if cfg.RedisURL != "" {
-		if reveal, err = ratelimit.Dial(cfg.RedisURL, float64(api.DefaultRevealLimit)/60, api.DefaultRevealLimit, nil); err != nil {
+		if redisClient, err = ratelimit.DialRedis(cfg.RedisURL, log); err != nil {
 			verifier.Close()
-			limiter.Close()
 			return nil, fmt.Errorf("CARDRAIL_REDIS_URL: %w", err)
 		}
+		// One limiter probes Redis, logs its outages and reports them to
+		// /readyz: the general one when limiting is on, else the reveal's.
+		// The reveal limit is shared through Redis whenever Redis is
+		// configured, even with the general limit off: it guards card
+		// numbers, and a caller must not get a budget per instance.
+		revealLog := log
+		if cfg.RateLimit > 0 {
+			revealLog = nil
+		}
+		reveal := ratelimit.NewFallback(ratelimit.NewRedis(redisClient, float64(api.DefaultRevealLimit)/60, api.DefaultRevealLimit), revealLog)
 		apiCfg.RevealLimiter = reveal
+		watch := reveal
+		if cfg.RateLimit > 0 {
+			limiter := ratelimit.NewFallback(ratelimit.NewRedis(redisClient, cfg.RateLimit, int(2*cfg.RateLimit)), log)
+			apiCfg.Limiter, watch = limiter, limiter
+		}
+		_ = watch.Probe(ctx) // logs the warning and reports degraded if Redis is down; requests still served
+		apiCfg.Ready = func(ctx context.Context) map[string]string {
+			return map[string]string{"rate_limit": watch.Check(ctx)}
+		}
 	}
 	apiCfg.Webhooks = webhooks
 	apiCfg.Keys = keys
 	srv := api.New(svc, verifier, store, apiCfg, log)
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
-		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, limiter: limiter, reveal: reveal}, nil
+		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, redis: redisClient}, nil
 }
 
 // Handler is the HTTP handler.
@@ -182,8 +185,9 @@ func (a *App) Handler() http.Handler { return a.Server }
 func (a *App) Close() {
 	a.Service.Close()
 	a.Verifier.Close()
-	a.limiter.Close()
-	a.reveal.Close()
+	if a.redis != nil {
+		a.redis.Close()
+	}
 	a.Store.Close()
 }
 
@@ -268,6 +272,16 @@ func SandboxSecret(ctx context.Context, store cardrail.Store, cfg config.Config)
 		return []byte(cfg.SandboxJWTSecret), nil
 	}
 	return storedSecret(ctx, store, settingSandboxJWTSecret)
+}
+
+// HasSandboxSecret reports whether the database already holds the
+// generated sandbox secret, as one a server has started on does.
+func HasSandboxSecret(ctx context.Context, store cardrail.Store) (bool, error) {
+	_, err := store.Setting(ctx, settingSandboxJWTSecret)
+	if errors.Is(err, cardrail.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // storedSecret returns a random 32-byte secret kept under key, creating it

@@ -140,7 +140,11 @@ func (s *Service) MoveDispute(ctx context.Context, c cardrail.Caller, ref string
 		before := *d
 		from := d.Status
 		if !cardrail.CanMoveDispute(from, to, by) {
-			return cardrail.Errorf(cardrail.CodeInvalidDisputeState, "Dispute %s is %s and cannot become %s.", ref, from, to)
+			hint := ""
+			if from == cardrail.DisputeOpen && (to == cardrail.DisputeWon || to == cardrail.DisputeLost) {
+				hint = " An open dispute is submitted to the network first."
+			}
+			return cardrail.Errorf(cardrail.CodeInvalidDisputeState, "Dispute %s is %s and cannot become %s.%s", ref, from, to, hint)
 		}
 		d.Status, d.UpdatedAt = to, s.now()
 		if err := tx.UpdateDispute(ctx, d, from); err != nil {

@@ -34,7 +34,6 @@ type Fallback struct {
 	remote remote
 	local  *LocalLimiter
 	log    *slog.Logger
-	closer func() error
 
 	// CallTimeout bounds each Redis call; RetryInterval is how long to
 	// answer locally before trying Redis again. Set them before use.
@@ -49,16 +48,16 @@ type Fallback struct {
 }
 
 // NewFallback wraps r with an in-process limiter of the same rate and burst;
-// log receives the degraded and recovered lines.
+// log receives the degraded and recovered lines. Limiters of different
+// rates may share one client; whoever dialed it closes it.
 func NewFallback(r *Redis, log *slog.Logger) *Fallback {
-	f := newFallback(r, r.rate, r.burst, log)
-	f.closer = r.Close
-	return f
+	return newFallback(r, r.rate, r.burst, log)
 }
 
-// Dial parses a redis:// or rediss:// URL and returns a Fallback around a
-// Redis limiter on it. Close releases the Redis connections.
-func Dial(url string, perSecond float64, burst int, log *slog.Logger) (*Fallback, error) {
+// DialRedis parses a redis:// or rediss:// URL and returns a client for
+// limiters: each call fails fast, since an answer from the in-process
+// limiter beats a slow one.
+func DialRedis(url string, log *slog.Logger) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, err
@@ -86,7 +85,7 @@ func Dial(url string, perSecond float64, burst int, log *slog.Logger) (*Fallback
 	if log != nil {
 		redis.SetLogger(redisLog{log})
 	}
-	return NewFallback(NewRedis(redis.NewClient(opt), perSecond, burst), log), nil
+	return redis.NewClient(opt), nil
 }
 
 // redisLog adapts slog to go-redis's logger.
@@ -157,14 +156,6 @@ func (f *Fallback) degradedAndDue() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.degraded && !f.now().Before(f.retryAt)
-}
-
-// Close releases the Redis client; a nil Fallback has nothing to close.
-func (f *Fallback) Close() error {
-	if f == nil || f.closer == nil {
-		return nil
-	}
-	return f.closer()
 }
 
 // tryRemote reports whether this request should go to Redis: always when

@@ -241,11 +241,12 @@ func (b *logBuffer) logger() *slog.Logger {
 
 func TestFallbackUnreachableRedisLimitsInProcess(t *testing.T) {
 	logs := &logBuffer{}
-	f, err := Dial("redis://127.0.0.1:1/0", 1, 3, logs.logger())
+	client, err := DialRedis("redis://127.0.0.1:1/0", logs.logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer client.Close()
+	f := NewFallback(NewRedis(client, 1, 3), logs.logger())
 	if err := f.Probe(context.Background()); err == nil {
 		t.Fatal("probe of 127.0.0.1:1 succeeded")
 	}

@@ -261,9 +261,23 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 		return err
 	}
 	defer store.Close()
+	fresh := false
+	if cfg.SandboxJWTSecret == "" {
+		had, err := app.HasSandboxSecret(ctx, store)
+		if err != nil {
+			return err
+		}
+		fresh = !had
+	}
 	secret, err := app.SandboxSecret(ctx, store, cfg)
 	if err != nil {
 		return err
+	}
+	if fresh {
+		// The usual cause is running token away from the server's
+		// directory: the token is fine, and every server will refuse it.
+		fmt.Fprintf(stderr, "token: %s held no sandbox secret, so one was generated now; a server on another database will refuse this token (run token where serve runs, or pass its --database-url)\n",
+			redact(cfg.DatabaseURL))
 	}
 	tok, err := auth.MintSandbox(secret, auth.TokenRequest{Subject: *sub, Country: strings.ToUpper(*country), KYC: *kyc,
 		Roles: rs, TTL: *ttl, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}, time.Now())

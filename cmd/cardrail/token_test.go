@@ -25,6 +25,15 @@ func TestTokenCommand(t *testing.T) {
 	if parts := strings.Split(strings.TrimSpace(out.String()), "."); len(parts) != 3 {
 		t.Fatalf("token printed %q, want a JWT", out.String())
 	}
+	// The first token on a database without a secret made one; it says so,
+	// as a server elsewhere will refuse the token. The second is quiet.
+	if !strings.Contains(errOut.String(), "held no sandbox secret") {
+		t.Errorf("first token's stderr %q: want a note that the secret is new", errOut.String())
+	}
+	errOut.Reset()
+	if err := run(t.Context(), []string{"token", "--sub", "alice"}, getenv, &out, &errOut); err != nil || errOut.Len() > 0 {
+		t.Errorf("second token: %v, stderr %q", err, errOut.String())
+	}
 	for _, args := range [][]string{
 		{"token", "--ttl", "1h"},
 		{"token", "--sub", "alice", "--ttl", "0s"},
