@@ -62,11 +62,19 @@ type App struct {
 }
 
 // OpenStore opens the database named by url and applies migrations.
+// Its errors name the setting to look at.
 func OpenStore(ctx context.Context, url string) (*sqlstore.Store, error) {
+	var s *sqlstore.Store
+	var err error
 	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
-		return sqlite.Open(ctx, path)
+		s, err = sqlite.Open(ctx, path)
+	} else {
+		s, err = postgres.Open(ctx, url)
 	}
-	return postgres.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("CARDRAIL_DATABASE_URL (--database-url): %w", err)
+	}
+	return s, nil
 }
 
 // New builds an App. The caller runs Workers and closes the App.

@@ -10,13 +10,19 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/store/sqlstore"
@@ -38,8 +44,18 @@ func Open(ctx context.Context, url string) (*sqlstore.Store, error) {
 	// default); the batch statements come in a few bucketed shapes
 	// (sqlstore/batch.go), so the cache holds them all.
 	cfg.ConnConfig.StatementCacheCapacity = 1024
+	// A server that accepts the connection and never answers would hang
+	// the start (and every later dial) without a word; the URL's
+	// connect_timeout, when given, still wins.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
 	if err := Migrate(ctx, pool); err != nil {
@@ -57,7 +73,16 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true))
+	// Instances starting together on a fresh database (a deploy, a
+	// scale-out) would otherwise run the same migrations at once and all
+	// but one fail; a session advisory lock makes the others wait their
+	// turn and then find nothing left to apply. It is tried every second
+	// for up to ten minutes.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 600))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithAllowOutofOrder(true), goose.WithSessionLocker(locker))
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
@@ -114,17 +139,73 @@ func (a adapter) QueryRow(ctx context.Context, query string, args ...any) sqlsto
 
 // Exec implements sqlstore.Querier.
 func (c *Conn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	return adapter{c.Pool}.Exec(ctx, query, args...)
+	n, err := adapter{c.Pool}.Exec(ctx, query, args...)
+	if c.again(err, query) {
+		n, err = adapter{c.Pool}.Exec(ctx, query, args...)
+	}
+	return n, err
 }
 
 // Query implements sqlstore.Querier.
 func (c *Conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	return adapter{c.Pool}.Query(ctx, query, args...)
+	r, err := adapter{c.Pool}.Query(ctx, query, args...)
+	if c.again(err, query) {
+		r, err = adapter{c.Pool}.Query(ctx, query, args...)
+	}
+	return r, err
 }
 
 // QueryRow implements sqlstore.Querier.
 func (c *Conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	return adapter{c.Pool}.QueryRow(ctx, query, args...)
+	return retryRow{c: c, ctx: ctx, query: query, args: args}
+}
+
+// retryRow runs its query when scanned, and once more on another
+// connection if the first one turned out dead (see Conn.again).
+type retryRow struct {
+	c     *Conn
+	ctx   context.Context
+	query string
+	args  []any
+}
+
+func (r retryRow) Scan(dest ...any) error {
+	err := adapter{r.c.Pool}.QueryRow(r.ctx, r.query, r.args...).Scan(dest...)
+	if r.c.again(err, r.query) {
+		err = adapter{r.c.Pool}.QueryRow(r.ctx, r.query, r.args...).Scan(dest...)
+	}
+	return err
+}
+
+// again reports whether a statement that failed with err on a pooled
+// connection may run again on another. After the database restarted or
+// terminated its sessions, every idle connection in the pool is dead and
+// each would fail one request in turn; the pool is reset at the first, so
+// the retry (and everything after) dials afresh. A statement is run again
+// when nothing of it was sent, or when it only reads.
+func (c *Conn) again(err error, query string) bool {
+	if err == nil || !connLost(err) {
+		return false
+	}
+	c.Pool.Reset()
+	return pgconn.SafeToRetry(err) || readOnly(query)
+}
+
+// connLost reports an error that ended its connection: the server shut the
+// session down (57P01 admin shutdown, 57P02 crash shutdown, 57P03 starting
+// up) or the connection broke.
+func connLost(err error) bool {
+	var e *pgconn.PgError
+	if errors.As(err, &e) {
+		return e.Code == "57P01" || e.Code == "57P02" || e.Code == "57P03"
+	}
+	return pgconn.SafeToRetry(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}
+
+func readOnly(query string) bool {
+	q := strings.TrimSpace(query)
+	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
 }
 
 // Begin implements sqlstore.Conn. Nothing is sent yet: BEGIN travels with
@@ -133,13 +214,24 @@ func (c *Conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore
 func (c *Conn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 	conn, err := c.Pool.Acquire(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			// Nothing was sent: the database may be restarting.
+			err = fmt.Errorf("%w: %w", sqlstore.ErrConnectionLost, err)
+		}
 		return nil, err
 	}
-	return &txConn{conn: conn}, nil
+	return &txConn{conn: conn, pool: c.Pool}, nil
 }
 
-// Ping implements sqlstore.Conn.
-func (c *Conn) Ping(ctx context.Context) error { return c.Pool.Ping(ctx) }
+// Ping implements sqlstore.Conn; a dead pooled connection is not the
+// database being unreachable, so it is tried once more on a fresh one.
+func (c *Conn) Ping(ctx context.Context) error {
+	err := c.Pool.Ping(ctx)
+	if c.again(err, "SELECT") {
+		err = c.Pool.Ping(ctx)
+	}
+	return err
+}
 
 // Close implements sqlstore.Conn.
 func (c *Conn) Close() error { c.Pool.Close(); return nil }
@@ -159,8 +251,21 @@ const keyLookups = `SELECT set_config('enable_seqscan', 'off', true), set_config
 // with its first statement.
 type txConn struct {
 	conn  *pgxpool.Conn
+	pool  *pgxpool.Pool
 	begun bool
 	done  bool
+}
+
+// lost marks err as sqlstore.ErrConnectionLost when it left the connection
+// closed: the session is gone and, COMMIT not yet sent, its transaction
+// with it. The pool is reset, as the rest of its connections are likely
+// dead too. Only statements before the commit's pipeline go through here.
+func (t *txConn) lost(err error) error {
+	if err == nil || !t.conn.Conn().IsClosed() {
+		return err
+	}
+	t.pool.Reset()
+	return fmt.Errorf("%w: %w", sqlstore.ErrConnectionLost, err)
 }
 
 // batch sends stmts in one round trip, after BEGIN when the transaction has
@@ -191,52 +296,67 @@ func (t *txConn) batch(ctx context.Context, stmts []sqlstore.Stmt) (pgx.BatchRes
 func (t *txConn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	if t.begun {
 		tag, err := t.conn.Exec(ctx, query, args...)
-		return tag.RowsAffected(), err
+		return tag.RowsAffected(), t.lost(err)
 	}
 	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
 	if err != nil {
-		return 0, err
+		return 0, t.lost(err)
 	}
 	tag, err := br.Exec()
-	return tag.RowsAffected(), errors.Join(err, br.Close())
+	return tag.RowsAffected(), t.lost(errors.Join(err, br.Close()))
 }
 
 func (t *txConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
 	if t.begun {
 		r, err := t.conn.Query(ctx, query, args...)
 		if err != nil {
-			return nil, err
+			return nil, t.lost(err)
 		}
-		return rows{r}, nil
+		return txRows{rows{r}, t}, nil
 	}
 	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
 	if err != nil {
-		return nil, err
+		return nil, t.lost(err)
 	}
 	r, err := br.Query()
 	if err != nil {
 		br.Close()
-		return nil, err
+		return nil, t.lost(err)
 	}
-	return batchRows{rows{r}, br}, nil
+	return txRows{batchRows{rows{r}, br}, t}, nil
 }
 
 func (t *txConn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
 	if t.begun {
-		return row{t.conn.QueryRow(ctx, query, args...)}
+		return txRow{row{t.conn.QueryRow(ctx, query, args...)}, t}
 	}
 	br, err := t.batch(ctx, []sqlstore.Stmt{{SQL: query, Args: args}})
 	if err != nil {
-		return errRow{err}
+		return errRow{t.lost(err)}
 	}
-	return batchRow{row{br.QueryRow()}, br}
+	return txRow{batchRow{row{br.QueryRow()}, br}, t}
 }
 
 // ExecPipeline implements sqlstore.Pipeliner: the statements go out as one
 // pgx batch, in one round trip.
 func (t *txConn) ExecPipeline(ctx context.Context, stmts []sqlstore.Stmt) error {
-	return t.execBatch(ctx, stmts)
+	return t.lost(t.execBatch(ctx, stmts))
 }
+
+// txRow and txRows report a connection lost while their results were read.
+type txRow struct {
+	sqlstore.Row
+	t *txConn
+}
+
+func (r txRow) Scan(dest ...any) error { return r.t.lost(r.Row.Scan(dest...)) }
+
+type txRows struct {
+	sqlstore.Rows
+	t *txConn
+}
+
+func (r txRows) Err() error { return r.t.lost(r.Rows.Err()) }
 
 // CommitPipeline implements sqlstore.Committer: the last writes and COMMIT
 // in one round trip.

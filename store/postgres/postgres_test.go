@@ -2,10 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/internal/testdb"
 	"github.com/cardrail/cardrail/store/postgres"
 	"github.com/cardrail/cardrail/store/sqlstore"
@@ -138,4 +142,94 @@ func TestIndexedLists(t *testing.T) {
 		}
 		return strings.Join(plan, "\n"), rows.Err()
 	})
+}
+
+// TestInstancesMigrateTogether: instances started at once on a fresh
+// database (a deploy) take turns at the migrations instead of racing to
+// create the same tables, which failed two starts in six.
+func TestInstancesMigrateTogether(t *testing.T) {
+	// Without the lock, most runs of three rounds had a start fail here
+	// (duplicate pg_type entries as two created the same table).
+	for round := range 3 {
+		url := testdb.URL(t, "postgres")
+		const n = 8
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				s, err := postgres.Open(context.Background(), url)
+				if err == nil {
+					s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Errorf("round %d: a start failed: %v", round, err)
+			}
+		}
+	}
+}
+
+// TestTerminatedSessionsAreRetried: after the database ends every session
+// (a restart, a failover, pg_terminate_backend), each idle connection in
+// the pool is dead. Transactions and reads must not fail on them: the
+// first failure resets the pool and the work runs again on a fresh
+// connection. Before, requests failed one per dead connection (14 of 48 in
+// a reviewer's burst, authorizations among them).
+func TestTerminatedSessionsAreRetried(t *testing.T) {
+	ctx := context.Background()
+	url := testdb.URL(t, "postgres")
+	s, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 8
+	run := func(what string, fn func(i int) error) {
+		t.Helper()
+		errs := make(chan error, n)
+		for i := range n {
+			go func() { errs <- fn(i) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		}
+	}
+	write := func(i int) error {
+		return s.Tx(ctx, func(tx cardrail.Tx) error {
+			if _, err := tx.Setting(ctx, fmt.Sprintf("k%d", i)); err != nil && !errors.Is(err, cardrail.ErrNoRows) {
+				return err
+			}
+			return tx.SetSetting(ctx, fmt.Sprintf("k%d", i), "v")
+		})
+	}
+	read := func(i int) error {
+		_, err := s.Setting(ctx, fmt.Sprintf("k%d", i))
+		return err
+	}
+	ping := func(int) error { return s.Ping(ctx) }
+	// Fill the pool with n connections, each used moments ago.
+	run("warm up", func(int) error { _, err := s.Conn().Exec(ctx, "SELECT pg_sleep(0.05)"); return err })
+	run("write", write)
+
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for round, work := range []func(int) error{write, read, ping} {
+		var killed int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid()) k`).Scan(&killed); err != nil {
+			t.Fatal(err)
+		}
+		if killed == 0 {
+			t.Fatalf("round %d: no session to terminate", round)
+		}
+		run(fmt.Sprintf("round %d after %d sessions were terminated", round, killed), work)
+		run("warm up again", func(int) error { _, err := s.Conn().Exec(ctx, "SELECT pg_sleep(0.05)"); return err })
+	}
 }

@@ -98,6 +98,13 @@ func (s *Store) Conn() Conn { return s.conn }
 
 const maxTxAttempts = 8
 
+// ErrConnectionLost marks a transaction whose connection died before its
+// COMMIT was sent (the database restarted, or terminated the session): the
+// database rolled it back, so Tx runs it again on another connection. A
+// connection lost once COMMIT is on its way is not marked: whether that
+// transaction committed is unknown.
+var ErrConnectionLost = errors.New("database connection lost before commit")
+
 // Tx implements cardrail.Store: fn runs in one transaction, retried on
 // serialization failures and deadlocks with jittered backoff.
 func (s *Store) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
@@ -113,7 +120,7 @@ func (s *Store) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
 			}
 		}
 		err = s.tx(ctx, fn)
-		if err == nil || !s.dialect.Retryable(err) {
+		if err == nil || !s.dialect.Retryable(err) && !errors.Is(err, ErrConnectionLost) {
 			return err
 		}
 	}
