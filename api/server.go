@@ -72,14 +72,13 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore, cfg Config, log *slog.Logger) *Server {
+	if cfg.RevealLimit <= 0 {
+		cfg.RevealLimit = DefaultRevealLimit
+	}
 	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics()}
 	s.limiter = cfg.Limiter
 	if s.limiter == nil {
 		s.limiter = ratelimit.NewLocal(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
-	}
-	if cfg.RevealLimit <= 0 {
-		cfg.RevealLimit = DefaultRevealLimit
-		s.cfg.RevealLimit = cfg.RevealLimit
 	}
 	s.reveal = cfg.RevealLimiter
 	if s.reveal == nil {

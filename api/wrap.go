@@ -49,7 +49,7 @@ func (s *Server) wrap(rt route) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		if rt.Reveal && !s.rateLimit(w, r, s.reveal, "reveal:", c) {
+		if rt.Reveal && !s.rateLimit(w, r, s.reveal, revealBucket, c) {
 			return
 		}
 		keys := r.Header.Values("Idempotency-Key")
@@ -200,7 +200,7 @@ func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.L
 		return true
 	}
 	h.Set("Retry-After", strconv.Itoa(max(1, int((d.RetryAfter+time.Second-1)/time.Second))))
-	if bucket == "reveal:" {
+	if bucket == revealBucket {
 		s.writeError(w, r, cardrail.Errorf(cardrail.CodeRateLimited,
 			"Too many card-details reveals: %d a minute per caller; retry after the Retry-After interval.", s.cfg.RevealLimit))
 		return false
@@ -208,6 +208,10 @@ func (s *Server) rateLimit(w http.ResponseWriter, r *http.Request, l ratelimit.L
 	s.writeError(w, r, cardrail.Errorf(cardrail.CodeRateLimited, "Too many requests; retry after the Retry-After interval."))
 	return false
 }
+
+// revealBucket keeps the card-details reveal limit's buckets apart from the
+// general limit's when both live in one Redis.
+const revealBucket = "reveal:"
 
 func modeName(livemode bool) string {
 	if livemode {

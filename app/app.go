@@ -158,21 +158,19 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 			verifier.Close()
 			return nil, fmt.Errorf("CARDRAIL_REDIS_URL: %w", err)
 		}
-		// One limiter probes Redis, logs its outages and reports them to
-		// /readyz: the general one when limiting is on, else the reveal's.
 		// The reveal limit is shared through Redis whenever Redis is
 		// configured, even with the general limit off: it guards card
-		// numbers, and a caller must not get a budget per instance.
-		revealLog := log
+		// numbers, and a caller must not get a budget per instance. One
+		// limiter (the general one when limiting is on, else the reveal's)
+		// probes Redis, logs its outages and reports them to /readyz.
+		reveal := ratelimit.NewRedis(redisClient, float64(api.DefaultRevealLimit)/60, api.DefaultRevealLimit)
+		var watch *ratelimit.Fallback
 		if cfg.RateLimit > 0 {
-			revealLog = nil
-		}
-		reveal := ratelimit.NewFallback(ratelimit.NewRedis(redisClient, float64(api.DefaultRevealLimit)/60, api.DefaultRevealLimit), revealLog)
-		apiCfg.RevealLimiter = reveal
-		watch := reveal
-		if cfg.RateLimit > 0 {
-			limiter := ratelimit.NewFallback(ratelimit.NewRedis(redisClient, cfg.RateLimit, int(2*cfg.RateLimit)), log)
-			apiCfg.Limiter, watch = limiter, limiter
+			watch = ratelimit.NewFallback(ratelimit.NewRedis(redisClient, cfg.RateLimit, int(2*cfg.RateLimit)), log)
+			apiCfg.Limiter, apiCfg.RevealLimiter = watch, ratelimit.NewFallback(reveal, nil)
+		} else {
+			watch = ratelimit.NewFallback(reveal, log)
+			apiCfg.RevealLimiter = watch
 		}
 		_ = watch.Probe(ctx) // logs the warning and reports degraded if Redis is down; requests still served
 		apiCfg.Ready = func(ctx context.Context) map[string]string {

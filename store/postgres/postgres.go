@@ -178,17 +178,23 @@ func (r retryRow) Scan(dest ...any) error {
 }
 
 // again reports whether a statement that failed with err on a pooled
-// connection may run again on another. After the database restarted or
-// terminated its sessions, every idle connection in the pool is dead and
-// each would fail one request in turn; the pool is reset at the first, so
-// the retry (and everything after) dials afresh. A statement is run again
-// when nothing of it was sent, or when it only reads.
+// connection may run again on another: when nothing of it was sent, or
+// when it only reads.
 func (c *Conn) again(err error, query string) bool {
+	return c.reset(err) && (pgconn.SafeToRetry(err) || readOnly(query))
+}
+
+// reset reports whether err ended its pooled connection, and if so resets
+// the pool. After the database restarted or terminated its sessions, every
+// idle connection in the pool is dead and each would fail one request in
+// turn; resetting at the first makes the retry (and everything after) dial
+// afresh.
+func (c *Conn) reset(err error) bool {
 	if err == nil || !connLost(err) {
 		return false
 	}
 	c.Pool.Reset()
-	return pgconn.SafeToRetry(err) || readOnly(query)
+	return true
 }
 
 // connLost reports an error that ended its connection: the server shut the
@@ -227,7 +233,7 @@ func (c *Conn) Begin(ctx context.Context) (sqlstore.TxConn, error) {
 // database being unreachable, so it is tried once more on a fresh one.
 func (c *Conn) Ping(ctx context.Context) error {
 	err := c.Pool.Ping(ctx)
-	if c.again(err, "SELECT") {
+	if c.reset(err) {
 		err = c.Pool.Ping(ctx)
 	}
 	return err
