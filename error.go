@@ -50,7 +50,14 @@ const (
 	CodeServiceUnavailable      Code = "service_unavailable"
 	CodeWebhookURLRefused       Code = "webhook_url_refused"
 	CodeUnknownEventType        Code = "unknown_event_type"
+	CodeRequestTimeout          Code = "request_timeout"
+	CodeOutcomeUnknown          Code = "outcome_unknown"
 )
+
+// ErrOutcomeUnknown marks a failure after a transaction's COMMIT was sent
+// and before its answer came back: the database may have committed it or
+// not, and nothing in this process can tell which.
+var ErrOutcomeUnknown = errors.New("the database did not confirm the commit")
 
 // FieldError names one invalid input field and says what is wrong with it.
 type FieldError struct {

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/cardrail/cardrail"
 )
@@ -26,6 +29,8 @@ var statusByCode = map[cardrail.Code]int{
 	cardrail.CodeSandboxOnly:          http.StatusForbidden,
 	cardrail.CodeProviderUnavailable:  http.StatusServiceUnavailable,
 	cardrail.CodeServiceUnavailable:   http.StatusServiceUnavailable,
+	cardrail.CodeRequestTimeout:       http.StatusServiceUnavailable,
+	cardrail.CodeOutcomeUnknown:       http.StatusServiceUnavailable,
 
 	cardrail.CodeInvalidCardState:          http.StatusConflict,
 	cardrail.CodeInvalidAuthorizationState: http.StatusConflict,
@@ -49,6 +54,25 @@ var statusByCode = map[cardrail.Code]int{
 	cardrail.CodeUnknownEventType:        http.StatusUnprocessableEntity,
 
 	cardrail.CodeInternal: http.StatusInternalServerError,
+}
+
+// explain turns an internal failure the caller can act on into a problem
+// that says what happened: a commit the database never confirmed, or a
+// request that ran out of time (ctx is the request's, deadline included).
+// Other errors pass through.
+func explain(ctx context.Context, err error, timeout time.Duration) error {
+	if cardrail.ErrorCode(err) != cardrail.CodeInternal {
+		return err
+	}
+	if errors.Is(err, cardrail.ErrOutcomeUnknown) {
+		return &cardrail.Error{Code: cardrail.CodeOutcomeUnknown, Err: err, Message: "The database stopped answering while this request committed, " +
+			"so whether it took effect is unknown. Read the object to see, or retry with the same Idempotency-Key, which runs it at most once."}
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &cardrail.Error{Code: cardrail.CodeRequestTimeout, Err: err, Message: fmt.Sprintf(
+			"The request did not finish within %s and was rolled back; retry it.", timeout)}
+	}
+	return err
 }
 
 // Problem is an RFC 9457 problem document with Cardrail's extensions.

@@ -51,7 +51,14 @@ type Config struct {
 	// Keys seals the stored copy of a response that shows a secret once,
 	// kept for idempotent replay.
 	Keys *seal.Keyring
+	// RequestTimeout bounds each API request; one that runs out is rolled
+	// back and answers 503 request_timeout. DefaultRequestTimeout when 0.
+	RequestTimeout time.Duration
 }
+
+// DefaultRequestTimeout bounds an API request when the configuration does
+// not.
+const DefaultRequestTimeout = 20 * time.Second
 
 // DefaultRevealLimit is card-details reveals per minute per caller.
 const DefaultRevealLimit = 5
@@ -74,6 +81,9 @@ type Server struct {
 func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore, cfg Config, log *slog.Logger) *Server {
 	if cfg.RevealLimit <= 0 {
 		cfg.RevealLimit = DefaultRevealLimit
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics()}
 	s.limiter = cfg.Limiter
@@ -273,6 +283,7 @@ func jsonResponse(status int, v any) response {
 
 func (s *Server) problemResponse(r *http.Request, err error) response {
 	ri := info(r)
+	err = explain(r.Context(), err, s.cfg.RequestTimeout)
 	p := problemFor(err, ri.id)
 	if p.Status >= 500 {
 		ri.err = err

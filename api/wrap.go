@@ -19,6 +19,12 @@ import (
 // the operator gate, then the handler under idempotency for POSTs.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A request waiting on a lock someone holds must not move money
+		// after its client has given up: its work ends at the deadline,
+		// before the server's write timeout would cut the answer off.
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		// ServeMux answers HEAD wherever GET is routed. A HEAD of the
 		// reveal would audit a reveal and spend the caller's budget to
 		// show nothing.

@@ -151,7 +151,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		}
 	}
 	svc := issuing.New(store, reg, router, keys, issuing.Config{HoldWindow: cfg.HoldWindow, Batch: issuing.BatchConfig{MaxBatch: cfg.AuthBatch, Executors: executors}}, log)
-	apiCfg := api.Config{RateLimit: cfg.RateLimit}
+	apiCfg := api.Config{RateLimit: cfg.RateLimit, RequestTimeout: cfg.RequestTimeout}
 	var redisClient *redis.Client // the rate limits' shared buckets, when configured
 	if cfg.RedisURL != "" {
 		if redisClient, err = ratelimit.DialRedis(cfg.RedisURL, log); err != nil {

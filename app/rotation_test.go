@@ -85,7 +85,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		// A key lost rather than rotated: nothing opens, and the pass says
 		// which key it needs without touching the card.
 		lost := apptest.New(t, url, withKeys(k3))
-		if r := lost.Client("alice", "US").Do("GET", "/managed-cards/"+card+"/details/", nil); r.Status != 500 || strings.Contains(string(r.Body), pan) {
+		if r := lost.Client("alice", "US").Do("GET", "/managed-cards/"+card+"/details/", nil); r.Status != 503 || r.Code() != "service_unavailable" || strings.Contains(string(r.Body), pan) {
 			t.Fatalf("reveal under an unknown key: %d %s", r.Status, r.Body)
 		}
 		lost.App.Reseal(ctx)

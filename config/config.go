@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,13 @@ type Config struct {
 	WebhookRetrySchedule    []time.Duration // CARDRAIL_WEBHOOK_RETRY_SCHEDULE (waits after each failed attempt; nil = webhook.DefaultSchedule)
 	AuthExecutors           int             // CARDRAIL_AUTH_EXECUTORS: authorization batches in flight at once
 	AuthBatch               int             // CARDRAIL_AUTH_BATCH: most authorizations decided in one transaction
+	RequestTimeout          time.Duration   // CARDRAIL_REQUEST_TIMEOUT: how long one API request may run before it is rolled back
 }
+
+// MaxRequestTimeout keeps a request's deadline below the HTTP server's
+// write timeout (30 s), so that a request cut off by its deadline still
+// gets its answer to the client.
+const MaxRequestTimeout = 25 * time.Second
 
 // Default is the configuration with nothing set: sandbox on an embedded
 // SQLite file.
@@ -46,6 +53,8 @@ func Default() Config {
 		HoldWindow:  168 * time.Hour,
 		LogLevel:    "info",
 		AuthBatch:   256,
+
+		RequestTimeout: 20 * time.Second,
 	}
 }
 
@@ -98,6 +107,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("CARDRAIL_HOLD_WINDOW: %q is not a positive duration like 168h", v)
 		}
 		c.HoldWindow = d
+	}
+	if v := strings.TrimSpace(getenv("CARDRAIL_REQUEST_TIMEOUT")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > MaxRequestTimeout {
+			return c, fmt.Errorf("CARDRAIL_REQUEST_TIMEOUT: %q is not a duration from 100ms to %s, like 20s", v, MaxRequestTimeout)
+		}
+		c.RequestTimeout = d
 	}
 	if v := strings.TrimSpace(getenv("CARDRAIL_WEBHOOK_RETRY_SCHEDULE")); v != "" {
 		for _, part := range strings.Split(v, ",") {
@@ -180,4 +196,71 @@ func CheckDatabaseURL(url string) error {
 // ProductionEnabled reports whether production tokens can be verified.
 func (c Config) ProductionEnabled() bool {
 	return c.ProductionJWKSURL != "" || c.ProductionPublicKeyFile != ""
+}
+
+// settings are the variables FromEnv reads.
+var settings = []string{
+	"CARDRAIL_ADDR", "CARDRAIL_DATABASE_URL", "CARDRAIL_SANDBOX_JWT_SECRET", "CARDRAIL_SANDBOX_JWKS_URL",
+	"CARDRAIL_PRODUCTION_JWKS_URL", "CARDRAIL_PRODUCTION_JWT_PUBLIC_KEY_FILE", "CARDRAIL_JWT_ISSUER", "CARDRAIL_JWT_AUDIENCE",
+	"CARDRAIL_ENCRYPTION_KEY", "CARDRAIL_PREVIOUS_ENCRYPTION_KEYS", "CARDRAIL_REDIS_URL", "CARDRAIL_RATE_LIMIT",
+	"CARDRAIL_HOLD_WINDOW", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE", "CARDRAIL_LOG_LEVEL", "CARDRAIL_WEBHOOK_RETRY_SCHEDULE",
+	"CARDRAIL_AUTH_EXECUTORS", "CARDRAIL_AUTH_BATCH", "CARDRAIL_REQUEST_TIMEOUT",
+}
+
+// testKnobs are read by the test suite, not the service (README, Tests).
+var testKnobs = []string{"CARDRAIL_PROPERTY_RUNS", "CARDRAIL_CRASH_ROUNDS", "CARDRAIL_HEAD_RACE_ROUNDS", "CARDRAIL_BENCH_BACKLOG"}
+
+// Unknown names the CARDRAIL_ variables in environ (os.Environ's
+// NAME=value form) that nothing reads, each with the setting it most
+// likely misspells, so that a typo is reported instead of silently
+// leaving the default in force.
+func Unknown(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "CARDRAIL_") || strings.HasPrefix(name, "CARDRAIL_TEST_") ||
+			slices.Contains(settings, name) || slices.Contains(testKnobs, name) {
+			continue
+		}
+		msg := name + " is not a setting and is ignored"
+		if near, d := nearest(name); d <= 3 {
+			msg += "; did you mean " + near + "?"
+		}
+		out = append(out, msg)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// nearest is the setting closest to name by edit distance, and the
+// distance.
+func nearest(name string) (string, int) {
+	best, bestD := "", math.MaxInt
+	for _, s := range settings {
+		if d := editDistance(name, s); d < bestD {
+			best, bestD = s, d
+		}
+	}
+	return best, bestD
+}
+
+// editDistance is the Levenshtein distance between two ASCII names.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -23,10 +23,10 @@ func TestFromEnv(t *testing.T) {
 			"CARDRAIL_ADDR": "0.0.0.0:9000", "CARDRAIL_DATABASE_URL": "postgres://db/cardrail", "CARDRAIL_RATE_LIMIT": "0",
 			"CARDRAIL_HOLD_WINDOW": "2h", "CARDRAIL_WEBHOOK_ALLOW_PRIVATE": "true", "CARDRAIL_SANDBOX_JWT_SECRET": " spaced secret of thirty-two bytes ",
 			"CARDRAIL_PRODUCTION_JWKS_URL": "https://idp/jwks", "CARDRAIL_AUTH_EXECUTORS": "3",
-			"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "1s, 1m,2h",
+			"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "1s, 1m,2h", "CARDRAIL_REQUEST_TIMEOUT": "3s",
 		}))
 		if err != nil || c.Addr != "0.0.0.0:9000" || c.RateLimit != 0 || c.HoldWindow != 2*time.Hour || !c.WebhookAllowPrivate ||
-			c.SandboxJWTSecret != " spaced secret of thirty-two bytes " || !c.ProductionEnabled() || c.AuthExecutors != 3 ||
+			c.SandboxJWTSecret != " spaced secret of thirty-two bytes " || !c.ProductionEnabled() || c.AuthExecutors != 3 || c.RequestTimeout != 3*time.Second ||
 			!reflect.DeepEqual(c.WebhookRetrySchedule, []time.Duration{time.Second, time.Minute, 2 * time.Hour}) {
 			t.Fatalf("%+v, %v", c, err)
 		}
@@ -46,6 +46,8 @@ func TestFromEnv(t *testing.T) {
 		"a retry schedule with a zero wait": {"CARDRAIL_WEBHOOK_RETRY_SCHEDULE": "5s,0s"},
 		"a production JWKS over http":       {"CARDRAIL_PRODUCTION_JWKS_URL": "http://keys.example.com/jwks.json"},
 		"a misspelt scheme":                 {"CARDRAIL_DATABASE_URL": "postgress://u:hunter2@db/x"},
+		"a request timeout without unit":    {"CARDRAIL_REQUEST_TIMEOUT": "20"},
+		"a request timeout past the write":  {"CARDRAIL_REQUEST_TIMEOUT": "30s"},
 	} {
 		t.Run("refuses "+name, func(t *testing.T) {
 			_, err := config.FromEnv(env(vars))
@@ -61,5 +63,19 @@ func TestFromEnv(t *testing.T) {
 				t.Errorf("%v shows the password", err)
 			}
 		})
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	got := config.Unknown([]string{
+		"PATH=/usr/bin", "CARDRAIL_ADDR=:8080", "CARDRAIL_RATELIMIT=0", "CARDRAIL_TEST_POSTGRES_URL=postgres://x",
+		"CARDRAIL_PROPERTY_RUNS=100", "CARDRAIL_SOMETHING_ELSE_ENTIRELY=1", "CARDRAIL_REQUEST_TIMEOUT=5s",
+	})
+	want := []string{
+		"CARDRAIL_RATELIMIT is not a setting and is ignored; did you mean CARDRAIL_RATE_LIMIT?",
+		"CARDRAIL_SOMETHING_ELSE_ENTIRELY is not a setting and is ignored",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/ledger"
 	"github.com/cardrail/cardrail/provider"
+	"github.com/cardrail/cardrail/seal"
 )
 
 // Metadata bounds, as the best issuing APIs set them.
@@ -414,6 +415,13 @@ func (s *Service) RevealDetails(ctx context.Context, c cardrail.Caller, ref, req
 		return nil, cardrail.WithOp("cards.Reveal", err)
 	}
 	pan, err := s.keys.Open(secret.KeyID, secret.SealedPAN, []byte(card.Reference))
+	if errors.Is(err, seal.ErrUnknownKey) {
+		// The operator lost or dropped the key that sealed this number:
+		// the service is misconfigured, not failing (README, rotating the
+		// encryption key). The log names the key id.
+		return nil, &cardrail.Error{Code: cardrail.CodeServiceUnavailable, Op: "cards.Reveal", Err: err,
+			Message: "This card's number cannot be opened on this server right now: the key that sealed it is not configured. The operator is told in the log."}
+	}
 	if err != nil {
 		return nil, cardrail.WithOp("cards.Reveal", err)
 	}

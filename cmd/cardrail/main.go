@@ -30,6 +30,15 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal starts a graceful shutdown; restoring the
+		// default handling lets a second one end the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	for _, w := range config.Unknown(os.Environ()) {
+		fmt.Fprintln(os.Stderr, "cardrail: warning:", w)
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cardrail:", err)
 		os.Exit(1)
@@ -162,7 +171,7 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	defer a.Close()
+	defer closeWithin(a, shutdownGrace, log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("CARDRAIL_ADDR (--addr) %q: %w", cfg.Addr, err)
@@ -188,10 +197,17 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		log.Info("shutting down")
-		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		log.Info("shutting down; a second signal stops at once", "grace", shutdownGrace.String())
+		shut, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		err = srv.Shutdown(shut)
 		cancel()
+		if err != nil {
+			// Requests still running have passed their own deadline's
+			// worth of grace: their connections are closed, which ends
+			// what they wait on.
+			log.Warn("requests still running after the grace period; closing their connections", "error", err.Error())
+			err = srv.Close()
+		}
 	}
 	stopWorkers()
 	<-done
@@ -199,6 +215,26 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 		err = nil
 	}
 	return err
+}
+
+// shutdownGrace is how long a shutdown waits for requests in flight, and
+// then for the application to close. A request's own deadline
+// (CARDRAIL_REQUEST_TIMEOUT, 20 s by default) ends most waits before it.
+const shutdownGrace = 25 * time.Second
+
+// closeWithin closes a, giving up after d: a database that stopped
+// answering must not keep the process from exiting.
+func closeWithin(a *app.App, d time.Duration, log *slog.Logger) {
+	closed := make(chan struct{})
+	go func() {
+		a.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(d):
+		log.Error("closing the database and workers took too long; exiting anyway", "waited", d.String())
+	}
 }
 
 // redact hides the passwords a database URL may hold, in its user info

@@ -265,7 +265,8 @@ type txConn struct {
 // lost marks err as sqlstore.ErrConnectionLost when it left the connection
 // closed: the session is gone and, COMMIT not yet sent, its transaction
 // with it. The pool is reset, as the rest of its connections are likely
-// dead too. Only statements before the commit's pipeline go through here.
+// dead too. The commit's pipeline goes through here only when none of it
+// was sent.
 func (t *txConn) lost(err error) error {
 	if err == nil || !t.conn.Conn().IsClosed() {
 		return err
@@ -373,7 +374,18 @@ func (t *txConn) CommitPipeline(ctx context.Context, stmts []sqlstore.Stmt) erro
 	}
 	err := t.execBatch(ctx, append(stmts, sqlstore.Stmt{SQL: "commit"}))
 	if err != nil {
-		return err // the caller rolls back
+		// The caller rolls back. A statement the server refused rolled the
+		// transaction back; nothing sent, likewise. Anything else (the
+		// connection failed or timed out with COMMIT on its way) leaves
+		// the outcome unknown.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return err
+		}
+		if pgconn.SafeToRetry(err) {
+			return t.lost(err)
+		}
+		return fmt.Errorf("%w: %w", cardrail.ErrOutcomeUnknown, err)
 	}
 	t.release(false)
 	return nil

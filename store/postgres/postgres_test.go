@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	neturl "net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -232,4 +237,124 @@ func TestTerminatedSessionsAreRetried(t *testing.T) {
 		run(fmt.Sprintf("round %d after %d sessions were terminated", round, killed), work)
 		run("warm up again", func(int) error { _, err := s.Conn().Exec(ctx, "SELECT pg_sleep(0.05)"); return err })
 	}
+}
+
+// TestLostCommitIsReportedUnknown: when the connection fails after COMMIT
+// was sent, the database may have committed, so the error must say the
+// outcome is unknown (the API answers 503 outcome_unknown) rather than
+// that the transaction failed, which would invite a blind retry. Here the
+// commit does land: a deferred trigger holds it for a second, the
+// connection is cut meanwhile, and the row is there afterwards.
+func TestLostCommitIsReportedUnknown(t *testing.T) {
+	ctx := context.Background()
+	url := testdb.URL(t, "postgres")
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	proxy := newCutProxy(t, url)
+	s, err := postgres.Open(ctx, proxy.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := admin.Exec(ctx, `CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+		$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
+		CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON settings DEFERRABLE INITIALLY DEFERRED
+		FOR EACH ROW EXECUTE FUNCTION slow_commit()`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Tx(ctx, func(tx cardrail.Tx) error { return tx.SetSetting(ctx, "committed", "maybe") })
+	}()
+	// Wait for the COMMIT to be running (in the deferred trigger), then cut.
+	for {
+		var n int
+		if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND state = 'active' AND query ILIKE 'commit%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the transaction ended before its commit was seen running: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	proxy.cut()
+	err = <-done
+	if !errors.Is(err, cardrail.ErrOutcomeUnknown) {
+		t.Fatalf("a commit cut off in flight returned %v, not ErrOutcomeUnknown", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var v string
+		err := admin.QueryRow(ctx, `SELECT value FROM settings WHERE key = 'committed'`).Scan(&v)
+		if err == nil {
+			break // it did commit: "unknown" was the honest answer
+		}
+		if !errors.Is(err, pgx.ErrNoRows) || time.Now().After(deadline) {
+			t.Fatalf("the cut-off commit never landed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cutProxy forwards TCP to PostgreSQL and can cut it off, as a network
+// partition would: every connection drops and no new one gets through (not
+// even the cancel request pgx sends for a query its connection lost).
+type cutProxy struct {
+	url   string
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, dbURL string) *cutProxy {
+	t.Helper()
+	u, err := neturl.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	u.Host = ln.Addr().String()
+	p := &cutProxy{url: u.String(), ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }

@@ -148,11 +148,24 @@ func (s *Store) tx(ctx context.Context, fn func(cardrail.Tx) error) (err error) 
 			return fmt.Errorf("mark idempotency key: %w", err)
 		}
 	}
-	if err = c.Commit(ctx); err != nil {
+	// A caller whose deadline passed has been told, or is about to be,
+	// that its request was rolled back: so it is. Past this point the
+	// commit is not cut short by the caller leaving, which would leave its
+	// outcome unknown; it is bounded on its own.
+	if err = ctx.Err(); err != nil {
+		return err
+	}
+	commit, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err = c.Commit(commit); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
+
+// commitTimeout bounds a commit, which no caller's cancellation
+// interrupts: only a database that has stopped answering reaches it.
+const commitTimeout = 10 * time.Second
 
 // tx implements cardrail.Tx.
 type tx struct {

@@ -1,0 +1,96 @@
+package api_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "modernc.org/sqlite"
+
+	"github.com/cardrail/cardrail/config"
+	"github.com/cardrail/cardrail/internal/apptest"
+	"github.com/cardrail/cardrail/internal/testdb"
+)
+
+// holdCardLock takes, from outside the service, the lock a transfer on card
+// needs (the card's row on PostgreSQL, the write lock on SQLite), and
+// returns its release.
+func holdCardLock(t *testing.T, url, card string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+			conn.Close()
+			db.Close()
+		}
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM cards WHERE reference = $1 FOR UPDATE", card); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_ = tx.Rollback(ctx)
+		conn.Close(ctx)
+	}
+}
+
+// TestRequestDeadline: a transfer stuck behind a lock someone else holds
+// answers 503 request_timeout at its deadline, while the lock is still
+// held, and moves nothing; the retry under the same Idempotency-Key runs
+// afresh. Before, the request waited for the lock however long it took and
+// moved the money after the server's write timeout had cut its client off.
+func TestRequestDeadline(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url, func(c *config.Config) { c.RequestTimeout = 300 * time.Millisecond })
+		alice := env.Client("alice", "US")
+		card := alice.FundedCard(10_000)
+		alice.Must(200, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": 1_000, "currency": "USD"})
+		a0, h0, w0 := balances(t, alice, card)
+		release := holdCardLock(t, url, card)
+		answered := make(chan *apptest.Response, 1)
+		go func() {
+			answered <- alice.Do("POST", "/managed-cards/"+card+"/fund/", map[string]any{"amount": 100}, "Idempotency-Key", "stuck-fund")
+		}()
+		var r *apptest.Response
+		select {
+		case r = <-answered:
+		case <-time.After(30 * time.Second):
+			release()
+			t.Fatal("no answer while the lock was held")
+		}
+		release()
+		if r.Status != 503 || r.Code() != "request_timeout" || !strings.Contains(r.Str("detail"), "rolled back") {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		if a, h, w := balances(t, alice, card); a != a0 || h != h0 || w != w0 {
+			t.Fatalf("the timed-out fund moved money: card %d/%d wallet %d, was %d/%d %d", a, h, w, a0, h0, w0)
+		}
+		alice.Must(200, "POST", "/managed-cards/"+card+"/fund/", map[string]any{"amount": 100}, "Idempotency-Key", "stuck-fund")
+		if a, _, w := balances(t, alice, card); a != a0+100 || w != w0-100 {
+			t.Fatalf("the retry moved card %d wallet %d, was %d %d", a, w, a0, w0)
+		}
+		env.CheckLedger()
+	})
+}
