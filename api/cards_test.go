@@ -398,6 +398,10 @@ func TestModesAndProductionGating(t *testing.T) {
 			}
 			// The sandbox partners are not production's to switch.
 			ops.Must(404, "POST", "/ops/providers/sandbox_alpha/enable/", nil)
+			if r := ops.Do("POST", "/ops/programs/usd_visa_virtual/providers/", map[string]any{"providers": []string{"sandbox_alpha"}}); r.Status != 422 ||
+				!strings.Contains(r.Str("detail"), `no issuing partner named "sandbox_alpha" serves production`) {
+				t.Fatalf("production routed to a sandbox partner: %d %s", r.Status, r.Body)
+			}
 			ops.Must(200, "POST", "/ops/providers/partner_ng/disable/", nil)
 			ops.Must(200, "POST", "/ops/providers/partner_ng/enable/", nil)
 		})

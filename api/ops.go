@@ -14,6 +14,7 @@ func opsRoutes() []route {
 		{"POST", "/ops/programs/{code}/enable/", "opsEnableProgram", operator, false, opsProgramEnabled(true)},
 		{"POST", "/ops/programs/{code}/disable/", "opsDisableProgram", operator, false, opsProgramEnabled(false)},
 		{"POST", "/ops/programs/{code}/countries/", "opsProgramCountries", operator, false, opsProgramCountries},
+		{"POST", "/ops/programs/{code}/providers/", "opsProgramProviders", operator, false, opsProgramProviders},
 		{"POST", "/ops/providers/{name}/enable/", "opsEnableProvider", operator, false, opsProviderEnabled(true)},
 		{"POST", "/ops/providers/{name}/disable/", "opsDisableProvider", operator, false, opsProviderEnabled(false)},
 		{"GET", "/ops/managed-cards/{ref}/", "opsGetCard", operator, false, opsGetCard},
@@ -57,6 +58,19 @@ func opsProgramCountries(s *Server, r *http.Request, c cardrail.Caller) (int, an
 		return 0, nil, err
 	}
 	p, err := s.svc.SetProgramCountries(r.Context(), c, r.PathValue("code"), req.Activate, req.Deactivate)
+	return http.StatusOK, p, err
+}
+
+type providersRequest struct {
+	Providers []string `json:"providers"`
+}
+
+func opsProgramProviders(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req providersRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	p, err := s.svc.SetProgramProviders(r.Context(), c, r.PathValue("code"), req.Providers)
 	return http.StatusOK, p, err
 }
 

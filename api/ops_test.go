@@ -87,6 +87,20 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 				}
 			}},
 			{"enable it again", "/ops/providers/sandbox_alpha/enable/", nil, "provider.enabled", "sandbox_alpha", nil},
+			{"reroute a program", "/ops/programs/usd_visa_virtual/providers/", map[string]any{"providers": []string{"sandbox_beta", "sandbox_alpha"}}, "program.providers", "usd_visa_virtual", func(t *testing.T, r *apptest.Response) {
+				if got := fmt.Sprint(r.JSON()["providers"]); got != "[sandbox_beta sandbox_alpha]" {
+					t.Fatalf("providers %s", got)
+				}
+				if p := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}).Str("provider"); p != "sandbox_beta" {
+					t.Fatalf("routed to %q after the reroute", p)
+				}
+				rec := lastAudit(t, ops)
+				before, _ := rec["before"].(map[string]any)
+				if fmt.Sprint(before["providers"]) != "[sandbox_alpha sandbox_beta]" {
+					t.Fatalf("audit record before %v", before)
+				}
+			}},
+			{"route it back", "/ops/programs/usd_visa_virtual/providers/", map[string]any{"providers": []string{"sandbox_alpha", "sandbox_beta"}}, "program.providers", "usd_visa_virtual", nil},
 			{"close a market", "/ops/programs/usd_visa_virtual/countries/", map[string]any{"deactivate": []string{"US"}}, "program.countries", "usd_visa_virtual", func(t *testing.T, r *apptest.Response) {
 				if n := len(alice.Must(200, "GET", "/programs/", nil).JSON()["data"].([]any)); n != 0 {
 					t.Fatalf("US still sees %d programs", n)
@@ -148,6 +162,7 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 			{"an unknown card", "/ops/managed-cards/card_01m85pzhch41z3xs03np47j63w/block/%.0s", "not_found", 404},
 			{"an unknown program", "/ops/programs/nope/enable/%.0s", "not_found", 404},
 			{"an unknown provider", "/ops/providers/nope/enable/%.0s", "not_found", 404},
+			{"a route to a program that does not exist", "/ops/programs/nope/providers/%.0s", "not_found", 404},
 		}
 		active := alice.NewCard("usd_visa_virtual")
 		for _, c := range conflicts {
@@ -157,7 +172,11 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 					target = card
 				}
 				before := lastAudit(t, ops)["reference"]
-				r := ops.Do("POST", fmt.Sprintf(c.path, target), nil)
+				var body any
+				if strings.HasSuffix(c.path, "/providers/%.0s") {
+					body = map[string]any{"providers": []string{"sandbox_alpha"}}
+				}
+				r := ops.Do("POST", fmt.Sprintf(c.path, target), body)
 				if r.Status != c.status || r.Code() != c.code {
 					t.Fatalf("%d %s", r.Status, r.Body)
 				}
@@ -166,6 +185,32 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 				}
 			})
 		}
+		t.Run("refuses a route it cannot use, and changes nothing", func(t *testing.T) {
+			for _, tc := range []struct {
+				name, body, field string
+			}{
+				{"no partner", `{"providers": []}`, "providers"},
+				{"no list", `{}`, "providers"},
+				{"an unknown partner", `{"providers": ["sandbox_alpha", "acme"]}`, "providers[1]"},
+				{"a partner named twice", `{"providers": ["sandbox_beta", "sandbox_beta"]}`, "providers[1]"},
+				{"nine partners", `{"providers": ["a","b","c","d","e","f","g","h","i"]}`, "providers"},
+			} {
+				before := lastAudit(t, ops)["reference"]
+				r := ops.Do("POST", "/ops/programs/usd_visa_virtual/providers/", tc.body)
+				if r.Status != 422 || r.Code() != "validation_failed" || !strings.Contains(string(r.Body), `"field":"`+tc.field+`"`) {
+					t.Fatalf("%s: %d %s", tc.name, r.Status, r.Body)
+				}
+				if lastAudit(t, ops)["reference"] != before {
+					t.Fatalf("%s: a refused route was audited", tc.name)
+				}
+			}
+			if got := fmt.Sprint(ops.Must(200, "GET", "/programs/usd_visa_virtual/", nil).JSON()["providers"]); got != "[sandbox_alpha sandbox_beta]" {
+				t.Fatalf("route after refusals %s", got)
+			}
+			if r := alice.Do("POST", "/ops/programs/usd_visa_virtual/providers/", map[string]any{"providers": []string{"sandbox_beta"}}); r.Status != 403 {
+				t.Fatalf("a cardholder rerouted a program: %d %s", r.Status, r.Body)
+			}
+		})
 		t.Run("review: approve and reject", func(t *testing.T) {
 			alpha := env.App.Sandbox["sandbox_alpha"]
 			alpha.SetFailure(sandbox.FailReview, 0)

@@ -113,6 +113,43 @@ func (s *Service) SetProgramCountries(ctx context.Context, c cardrail.Caller, co
 	})
 }
 
+// maxRoute bounds a program's route: failover past a handful of partners
+// would only add their timeouts to a card request.
+const maxRoute = 8
+
+// SetProgramProviders replaces a program's route: the issuing partners
+// card creation tries, in order. Each must be a partner of the operator's
+// mode (a sandbox adapter never serves production), named once.
+func (s *Service) SetProgramProviders(ctx context.Context, c cardrail.Caller, code string, providers []string) (*cardrail.Program, error) {
+	var errs []cardrail.FieldError
+	if len(providers) == 0 || len(providers) > maxRoute {
+		errs = append(errs, cardrail.FieldError{Field: "providers", Message: fmt.Sprintf(
+			"must name 1 to %d issuing partners, in the order to try them (to stop issuing, disable the program)", maxRoute)})
+	}
+	for i, name := range providers {
+		field := fmt.Sprintf("providers[%d]", i)
+		if p, ok := s.registry.Lookup(name); !ok || p.Sandbox() == c.Livemode {
+			errs = append(errs, cardrail.FieldError{Field: field, Message: fmt.Sprintf("no issuing partner named %q serves %s", name, modeWord(c.Livemode))})
+		} else if slices.Index(providers, name) < i {
+			errs = append(errs, cardrail.FieldError{Field: field, Message: fmt.Sprintf("%q is already on the route", name)})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, cardrail.Invalid(errs...)
+	}
+	return s.changeProgram(ctx, c, code, "program.providers", func(p *cardrail.Program) error {
+		p.Providers = slices.Clone(providers)
+		return nil
+	})
+}
+
+func modeWord(livemode bool) string {
+	if livemode {
+		return "production"
+	}
+	return "sandbox"
+}
+
 func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, action string, change func(*cardrail.Program) error) (*cardrail.Program, error) {
 	var out *cardrail.Program
 	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
@@ -122,7 +159,7 @@ func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, ac
 			return err
 		}
 		before := *p
-		before.Markets = slices.Clone(p.Markets)
+		before.Markets, before.Providers = slices.Clone(p.Markets), slices.Clone(p.Providers)
 		if err := change(p); err != nil {
 			return err
 		}
