@@ -389,6 +389,51 @@ func TestHoldExpiryJob(t *testing.T) {
 	env.CheckLedger()
 }
 
+// TestOverdueHoldsExpire: once its expires_at has passed an authorization
+// is expired, whether or not the expiry job has run: reading it shows it
+// expired with its hold released, and a settle or reversal is refused 409
+// while the expiry commits. Before, it stayed pending and settled until the
+// job got to it (every --worker-interval).
+func TestOverdueHoldsExpire(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url, func(c *config.Config) { c.HoldWindow = 300 * time.Millisecond })
+		alice := env.Client("alice", "US")
+		card := alice.FundedCard(5000)
+		var refs []string
+		for range 3 {
+			refs = append(refs, alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(1000)).Str("reference"))
+		}
+		read, settle, reverse := refs[0], refs[1], refs[2]
+		time.Sleep(350 * time.Millisecond) // past expires_at; no job runs in these tests
+		if r := alice.Must(200, "GET", "/authorizations/"+read+"/", nil); r.Str("status") != "expired" || r.Int("held_amount") != 0 || r.Int("reversed_amount") != 1000 {
+			t.Fatalf("an overdue authorization read as %s", r.Body)
+		}
+		for ref, action := range map[string]string{settle: "settle", reverse: "reverse"} {
+			r := alice.Do("POST", "/authorizations/"+ref+"/"+action+"/", nil)
+			if r.Status != 409 || r.Code() != "invalid_authorization_state" || !strings.Contains(r.Str("detail"), "expired at") {
+				t.Fatalf("%s of an overdue authorization: %d %s", action, r.Status, r.Body)
+			}
+			if got := alice.Must(200, "GET", "/authorizations/"+ref+"/", nil); got.Str("status") != "expired" || got.Int("reversed_amount") != 1000 {
+				t.Fatalf("after the refused %s: %s", action, got.Body)
+			}
+		}
+		if a, h, _ := balances(t, alice, card); a != 5000 || h != 0 {
+			t.Fatalf("available %d held %d after every hold expired", a, h)
+		}
+		ops := env.Client("op", "US", "ops")
+		for _, ref := range refs {
+			evs := ops.Must(200, "GET", "/ops/events/?object="+ref, nil).JSON()["data"].([]any)
+			if len(evs) != 2 || evs[0].(map[string]any)["type"] != "card.authorization.updated" {
+				t.Fatalf("events of %s: %v", ref, evs)
+			}
+		}
+		if n, err := env.App.Service.ExpireStale(context.Background(), 100); err != nil || n != 0 {
+			t.Fatalf("the job found %d still to expire (%v)", n, err)
+		}
+		env.CheckLedger()
+	})
+}
+
 // TestIdempotencyResponseLost plays a server that stopped after a request's
 // effect committed and before its response was stored: a retry with the key
 // is refused, and names the object the request created.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -43,13 +44,38 @@ func (s *Service) Authorize(ctx context.Context, c cardrail.Caller, ref string, 
 		ref: cardrail.NewReference(cardrail.PrefixAuthorization)})
 }
 
-// Authorization returns one of the caller's authorizations.
+// Authorization returns one of the caller's authorizations. One still
+// pending past its expires_at is expired first, as the expiry job would,
+// so that a read never shows a hold that has ended as pending.
 func (s *Service) Authorization(ctx context.Context, c cardrail.Caller, ref string, asOperator bool) (*cardrail.Authorization, error) {
+	a, err := s.authorization(ctx, c, ref, asOperator)
+	if err != nil || !s.overdue(a) {
+		return a, err
+	}
+	expired, err := s.Expire(ctx, expiryCaller(a.Livemode), ref, NetworkEvent{AsOperator: true})
+	if cardrail.ErrorCode(err) == cardrail.CodeInvalidAuthorizationState {
+		return s.authorization(ctx, c, ref, asOperator) // a settle or reversal won the race
+	}
+	return expired, err
+}
+
+func (s *Service) authorization(ctx context.Context, c cardrail.Caller, ref string, asOperator bool) (*cardrail.Authorization, error) {
 	if !cardrail.HasPrefix(ref, cardrail.PrefixAuthorization) {
 		return nil, cardrail.NotFound("authorization", ref)
 	}
 	a, err := s.store.Authorization(ctx, c.Livemode, owner(c, asOperator), ref)
 	return lookup(a, err, "authorization", ref)
+}
+
+// overdue reports whether a is pending at or past its expires_at.
+func (s *Service) overdue(a *cardrail.Authorization) bool {
+	return a.Status == cardrail.AuthPending && a.ExpiresAt != nil && !s.now().Before(*a.ExpiresAt)
+}
+
+// expiryCaller is who expires holds: the job, and a read or network event
+// that finds one overdue.
+func expiryCaller(livemode bool) cardrail.Caller {
+	return cardrail.Caller{Subject: "system:expiry", Livemode: livemode, Roles: []string{cardrail.RoleOps}}
 }
 
 // Authorizations lists the caller's authorizations, optionally of one card.
@@ -70,15 +96,37 @@ type NetworkEvent struct {
 }
 
 // Settle captures up to the held amount; the rest of the hold is released.
+// An authorization past its expires_at has expired, whether or not the
+// job has got to it: it is expired now and the settle is refused.
 func (s *Service) Settle(ctx context.Context, c cardrail.Caller, ref string, ev NetworkEvent) (*cardrail.Authorization, error) {
-	return s.networkEvent(ctx, c, ref, ev, "authorizations.Settle", s.settle)
+	return s.networkEvent(ctx, c, ref, ev, "authorizations.Settle", s.expiringFirst(s.settle))
 }
 
-// Reverse releases all or part of the hold.
+// Reverse releases all or part of the hold; like Settle, it finds an
+// overdue authorization expired.
 func (s *Service) Reverse(ctx context.Context, c cardrail.Caller, ref string, ev NetworkEvent) (*cardrail.Authorization, error) {
-	return s.networkEvent(ctx, c, ref, ev, "authorizations.Reverse", func(ctx context.Context, tx cardrail.Tx, card *cardrail.Card, a *cardrail.Authorization, amount int64) error {
+	return s.networkEvent(ctx, c, ref, ev, "authorizations.Reverse", s.expiringFirst(func(ctx context.Context, tx cardrail.Tx, card *cardrail.Card, a *cardrail.Authorization, amount int64) error {
 		return s.release(ctx, tx, card, a, amount, cardrail.AuthReversed)
-	})
+	}))
+}
+
+// errExpiredFirst tells networkEvent that the action found its
+// authorization overdue and expired it instead: the expiry commits, and the
+// caller is told the authorization is no longer pending.
+var errExpiredFirst = errors.New("expired before the action")
+
+// expiringFirst wraps a settle or reversal: under the locks, an overdue
+// authorization is expired rather than acted on.
+func (s *Service) expiringFirst(act networkAction) networkAction {
+	return func(ctx context.Context, tx cardrail.Tx, card *cardrail.Card, a *cardrail.Authorization, amount int64) error {
+		if !s.overdue(a) {
+			return act(ctx, tx, card, a, amount)
+		}
+		if err := s.release(ctx, tx, card, a, 0, cardrail.AuthExpired); err != nil {
+			return err
+		}
+		return errExpiredFirst
+	}
 }
 
 // Refund credits back part or all of what was settled and not yet refunded.
@@ -106,12 +154,14 @@ func (s *Service) networkEvent(ctx context.Context, c cardrail.Caller, ref strin
 	if ev.Amount != 0 && !cardrail.ValidAmount(ev.Amount) {
 		return nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
 	}
-	found, err := s.Authorization(ctx, c, ref, ev.AsOperator)
+	found, err := s.authorization(ctx, c, ref, ev.AsOperator)
 	if err != nil {
 		return nil, err
 	}
 	var out *cardrail.Authorization
+	expiredFirst := false
 	err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		expiredFirst = false
 		card, err := tx.CardForUpdate(ctx, c.Livemode, "", found.Card)
 		if err != nil {
 			return err
@@ -121,7 +171,12 @@ func (s *Service) networkEvent(ctx context.Context, c cardrail.Caller, ref strin
 			return err
 		}
 		before := *a
-		if err := act(ctx, tx, card, a, ev.Amount); err != nil {
+		if err := act(ctx, tx, card, a, ev.Amount); errors.Is(err, errExpiredFirst) {
+			// The expiry is the job's work, done early: not the caller's
+			// action, so not audited as theirs.
+			expiredFirst, out = true, a
+			return s.emit(ctx, tx, cardrail.EventAuthorizationUpdated, a.Livemode, a.Reference, a)
+		} else if err != nil {
 			return err
 		}
 		if ev.Audit {
@@ -133,6 +188,11 @@ func (s *Service) networkEvent(ctx context.Context, c cardrail.Caller, ref strin
 		out = a
 		return s.emit(ctx, tx, cardrail.EventAuthorizationUpdated, a.Livemode, a.Reference, a)
 	})
+	if err == nil && expiredFirst {
+		err = cardrail.Errorf(cardrail.CodeInvalidAuthorizationState, "Authorization %s expired at %s and its hold was released; it is no longer pending.",
+			ref, out.ExpiresAt.Format(time.RFC3339))
+		out = nil
+	}
 	return out, cardrail.WithOp(op, err)
 }
 
@@ -276,8 +336,7 @@ func (s *Service) ExpireStale(ctx context.Context, batch int) (int, error) {
 	}
 	n := 0
 	for _, a := range stale {
-		sys := cardrail.Caller{Subject: "system:expiry", Livemode: a.Livemode, Roles: []string{cardrail.RoleOps}}
-		_, err := s.Expire(ctx, sys, a.Reference, NetworkEvent{AsOperator: true})
+		_, err := s.Expire(ctx, expiryCaller(a.Livemode), a.Reference, NetworkEvent{AsOperator: true})
 		switch cardrail.ErrorCode(err) {
 		case "":
 			n++
