@@ -34,6 +34,14 @@ const (
 	DeclineInsufficientFunds DeclineReason = "insufficient_funds"
 )
 
+// DeclineReasons lists every decline reason, in the order Decide checks
+// them, for callers that must know the whole set in advance (metrics keep
+// one series per reason).
+var DeclineReasons = []DeclineReason{
+	DeclineProgramDisabled, DeclineCardNotActive, DeclineCurrencyMismatch, DeclineMCCBlocked, DeclineCountryBlocked,
+	DeclinePerAuthorization, DeclineDailyLimit, DeclineMonthlyLimit, DeclineInsufficientFunds,
+}
+
 // Merchant is where a card is used.
 type Merchant struct {
 	Name    string `json:"name"`

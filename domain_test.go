@@ -70,6 +70,29 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+	t.Run("DeclineReasons lists every reason Decide gives, once", func(t *testing.T) {
+		seen := map[cardrail.DeclineReason]bool{}
+		for _, tc := range cases {
+			if tc.want != "" {
+				seen[tc.want] = true
+			}
+		}
+		listed := map[cardrail.DeclineReason]bool{}
+		for _, r := range cardrail.DeclineReasons {
+			if listed[r] {
+				t.Errorf("%q listed twice", r)
+			}
+			listed[r] = true
+			if !seen[r] {
+				t.Errorf("%q is listed but no case gives it", r)
+			}
+		}
+		for r := range seen {
+			if !listed[r] {
+				t.Errorf("Decide gives %q, which DeclineReasons leaves out", r)
+			}
+		}
+	})
 	t.Run("an approval lowers what the next attempt sees", func(t *testing.T) {
 		p := base.Apply(cardrail.AuthorizationAttempt{Amount: 700})
 		if p.Available != 300 || p.DailyUsed != 700 || p.MonthlyUsed != 700 {

@@ -180,6 +180,14 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 	apiCfg.Webhooks = webhooks
 	apiCfg.Keys = keys
 	srv := api.New(svc, verifier, store, apiCfg, log)
+	if err := registerMetrics(srv.Registry(), store, svc, router, webhooks, log); err != nil {
+		svc.Close()
+		verifier.Close()
+		if redisClient != nil {
+			redisClient.Close()
+		}
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	return &App{Config: cfg, Store: store, Service: svc, Server: srv, Registry: reg, Router: router, Sandbox: adapters,
 		Verifier: verifier, SandboxSecret: secret, Log: log, Webhooks: webhooks, Keys: keys, redis: redisClient}, nil
 }

@@ -69,6 +69,11 @@ type engine struct {
 
 	batches, decided, fallbacks atomic.Int64
 	busy                        atomic.Int64 // nanoseconds spent in batch transactions
+	// approved and declined count the decisions that committed; declined
+	// has one counter per reason, made before the executors start and
+	// never added to after, so reading it needs no lock.
+	approved atomic.Int64
+	declined map[cardrail.DeclineReason]*atomic.Int64
 }
 
 // BatchStats are the authorization engine's running totals.
@@ -77,12 +82,21 @@ type BatchStats struct {
 	Decided   int64         // authorizations they decided
 	Fallbacks int64         // batches retried one authorization at a time
 	Busy      time.Duration // time spent inside batch transactions, summed over executors
+	// Approved and Declined count the authorizations whose transaction
+	// committed, declines by reason (every reason is present, zero or not).
+	Approved int64
+	Declined map[cardrail.DeclineReason]int64
 }
 
 // BatchStats reports the engine's totals since start.
 func (s *Service) BatchStats() BatchStats {
 	e := s.engine
-	return BatchStats{Batches: e.batches.Load(), Decided: e.decided.Load(), Fallbacks: e.fallbacks.Load(), Busy: time.Duration(e.busy.Load())}
+	st := BatchStats{Batches: e.batches.Load(), Decided: e.decided.Load(), Fallbacks: e.fallbacks.Load(), Busy: time.Duration(e.busy.Load()),
+		Approved: e.approved.Load(), Declined: make(map[cardrail.DeclineReason]int64, len(e.declined))}
+	for reason, n := range e.declined {
+		st.Declined[reason] = n.Load()
+	}
+	return st
 }
 
 func newEngine(s *Service, cfg BatchConfig) *engine {
@@ -92,7 +106,10 @@ func newEngine(s *Service, cfg BatchConfig) *engine {
 	if cfg.Executors <= 0 {
 		cfg.Executors = 2
 	}
-	e := &engine{s: s, cfg: cfg, stop: make(chan struct{})}
+	e := &engine{s: s, cfg: cfg, stop: make(chan struct{}), declined: make(map[cardrail.DeclineReason]*atomic.Int64, len(cardrail.DeclineReasons))}
+	for _, r := range cardrail.DeclineReasons {
+		e.declined[r] = new(atomic.Int64)
+	}
 	for range cfg.Executors {
 		q := make(chan *authJob, 4*cfg.MaxBatch)
 		e.queues = append(e.queues, q)
@@ -241,8 +258,28 @@ func (e *engine) decide(batch []*authJob) {
 		results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
 	}
 	e.decided.Add(int64(len(live)))
+	if err == nil {
+		e.count(results)
+	}
 	for i, j := range live {
 		j.done <- results[i]
+	}
+}
+
+// count adds a committed batch's decisions to the approved and declined
+// totals. A retried job that found its first try committed counts here, as
+// that try's batch failed before counting it.
+func (e *engine) count(results []authResult) {
+	for _, r := range results {
+		switch {
+		case r.err != nil || r.auth == nil:
+		case r.auth.DeclineReason != nil:
+			if n := e.declined[*r.auth.DeclineReason]; n != nil {
+				n.Add(1)
+			}
+		default:
+			e.approved.Add(1)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -540,6 +541,85 @@ func TestCircuitBreaker(t *testing.T) {
 		if !router.Healthy("sandbox_alpha") {
 			t.Error("one failure after recovery reopened the breaker")
 		}
+	})
+}
+
+// TestRouterStats: what metrics read from the router follows each call's
+// outcome and the breaker through closed, open, half-open and back.
+func TestRouterStats(t *testing.T) {
+	ctx := context.Background()
+	reg := provider.NewRegistry()
+	alpha, beta, idle := newSandbox("sandbox_alpha"), newSandbox("sandbox_beta"), newSandbox("sandbox_idle", "KE")
+	reg.Register(alpha)
+	reg.Register(beta)
+	reg.Register(idle)
+	clk := &clock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	router := provider.NewRouter(reg, provider.RouterConfig{
+		AttemptTimeout: 50 * time.Millisecond, FailureThreshold: 2, Cooldown: time.Minute, Now: clk.Now,
+	})
+	routes := enabled("sandbox_alpha", "sandbox_beta")
+	n := 0
+	issue := func(ctx context.Context) {
+		n++
+		_, _ = router.Issue(ctx, routes, sandboxRequest(fmt.Sprint("st", n)))
+	}
+	stats := func(name string) provider.ProviderStats {
+		t.Helper()
+		for _, st := range router.Stats() {
+			if st.Name == name {
+				return st
+			}
+		}
+		t.Fatalf("no stats for %s in %+v", name, router.Stats())
+		return provider.ProviderStats{}
+	}
+	want := func(name string, state provider.BreakerState, issued, failed, timeout, canceled int64) {
+		t.Helper()
+		st := stats(name)
+		w := map[provider.AttemptOutcome]int64{provider.OutcomeIssued: issued, provider.OutcomeFailed: failed,
+			provider.OutcomeTimeout: timeout, provider.OutcomeCanceled: canceled}
+		if st.Breaker != state || !maps.Equal(st.Attempts, w) {
+			t.Errorf("%s: breaker %s, attempts %v; want %s, %v", name, st.Breaker, st.Attempts, state, w)
+		}
+	}
+
+	t.Run("every registered provider is listed, called or not", func(t *testing.T) {
+		var names []string
+		for _, st := range router.Stats() {
+			names = append(names, st.Name)
+		}
+		if !slices.Equal(names, []string{"sandbox_alpha", "sandbox_beta", "sandbox_idle"}) {
+			t.Fatalf("names %v", names)
+		}
+		want("sandbox_idle", provider.BreakerClosed, 0, 0, 0, 0)
+	})
+	t.Run("an issue and a failure are counted; below the threshold the breaker stays closed", func(t *testing.T) {
+		issue(ctx)
+		alpha.SetFailure(sandbox.FailError, 0)
+		issue(ctx)
+		want("sandbox_alpha", provider.BreakerClosed, 1, 1, 0, 0)
+		want("sandbox_beta", provider.BreakerClosed, 1, 0, 0, 0)
+	})
+	t.Run("a timeout is counted as one and opens the breaker at the threshold", func(t *testing.T) {
+		alpha.SetFailure(sandbox.FailTimeout, 0)
+		issue(ctx)
+		want("sandbox_alpha", provider.BreakerOpen, 1, 1, 1, 0)
+		want("sandbox_beta", provider.BreakerClosed, 2, 0, 0, 0)
+	})
+	t.Run("the breaker is half-open once the cooldown ends, and a good trial closes it", func(t *testing.T) {
+		clk.Advance(time.Minute)
+		want("sandbox_alpha", provider.BreakerHalfOpen, 1, 1, 1, 0)
+		alpha.SetFailure(sandbox.FailNone, 0)
+		issue(ctx)
+		want("sandbox_alpha", provider.BreakerClosed, 2, 1, 1, 0)
+	})
+	t.Run("a call the caller gave up on is counted as canceled, not against the provider", func(t *testing.T) {
+		alpha.SetFailure(sandbox.FailNone, time.Second)
+		defer alpha.SetFailure(sandbox.FailNone, 0)
+		gone, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		issue(gone)
+		want("sandbox_alpha", provider.BreakerClosed, 2, 1, 1, 1)
 	})
 }
 

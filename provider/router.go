@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,49 @@ type Router struct {
 
 	mu     sync.Mutex
 	health map[string]*breaker
+	calls  map[string]map[AttemptOutcome]int64 // by provider, since start
+}
+
+// BreakerState is where a provider's circuit breaker stands.
+type BreakerState string
+
+// The breaker states.
+const (
+	// BreakerClosed: the provider is called.
+	BreakerClosed BreakerState = "closed"
+	// BreakerOpen: the provider failed FailureThreshold times in a row and
+	// is skipped until its cooldown ends.
+	BreakerOpen BreakerState = "open"
+	// BreakerHalfOpen: the cooldown has ended; one trial call, next or in
+	// flight, decides whether it closes or opens again.
+	BreakerHalfOpen BreakerState = "half_open"
+)
+
+// BreakerStates lists every breaker state.
+var BreakerStates = []BreakerState{BreakerClosed, BreakerOpen, BreakerHalfOpen}
+
+// AttemptOutcome is how one provider call ended.
+type AttemptOutcome string
+
+// The attempt outcomes.
+const (
+	OutcomeIssued  AttemptOutcome = "issued"
+	OutcomeFailed  AttemptOutcome = "failed"
+	OutcomeTimeout AttemptOutcome = "timeout"
+	// OutcomeCanceled is a call abandoned because the caller gave up; it
+	// is not held against the provider.
+	OutcomeCanceled AttemptOutcome = "canceled"
+)
+
+// AttemptOutcomes lists every attempt outcome.
+var AttemptOutcomes = []AttemptOutcome{OutcomeIssued, OutcomeFailed, OutcomeTimeout, OutcomeCanceled}
+
+// ProviderStats is one provider's breaker state and its calls since the
+// router started, by outcome (every outcome present, zero or not).
+type ProviderStats struct {
+	Name     string
+	Breaker  BreakerState
+	Attempts map[AttemptOutcome]int64
 }
 
 // breaker is the health of one provider. It is closed (calls allowed) while
@@ -104,7 +148,7 @@ func NewRouter(reg *Registry, cfg RouterConfig) *Router {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Router{reg: reg, cfg: cfg, health: make(map[string]*breaker)}
+	return &Router{reg: reg, cfg: cfg, health: make(map[string]*breaker), calls: make(map[string]map[AttemptOutcome]int64)}
 }
 
 // Issue issues a card through the first provider on routes that can serve req
@@ -161,15 +205,22 @@ func (r *Router) Issue(ctx context.Context, routes []Route, req cardrail.IssueRe
 		res.Attempts = append(res.Attempts, Attempt{Provider: name, Err: err, Duration: time.Since(start)})
 		if err == nil {
 			r.succeeded(name)
+			r.count(name, OutcomeIssued)
 			res.Provider = name
 			res.Card = card
 			return res, nil
 		}
 		if ctx.Err() != nil {
 			r.abandoned(name)
+			r.count(name, OutcomeCanceled)
 			return res, fmt.Errorf("issue card: %w", context.Cause(ctx))
 		}
 		r.failed(name)
+		if errors.Is(err, cardrail.ErrProviderTimeout) {
+			r.count(name, OutcomeTimeout)
+		} else {
+			r.count(name, OutcomeFailed)
+		}
 		lastErr = fmt.Errorf("%s: %w", name, err)
 	}
 	if len(res.Attempts) == 0 {
@@ -231,6 +282,55 @@ func (r *Router) Healthy(name string) bool {
 		return true
 	}
 	return !b.trial && r.cfg.Now().Sub(b.openedAt) >= r.cfg.Cooldown
+}
+
+// Stats reports every registered provider's breaker state and calls, sorted
+// by name. A provider no longer registered keeps its line, so that its
+// counts never go backwards.
+func (r *Router) Stats() []ProviderStats {
+	names := r.reg.Names()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name := range r.calls {
+		if !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	out := make([]ProviderStats, 0, len(names))
+	for _, name := range names {
+		st := ProviderStats{Name: name, Breaker: r.state(name), Attempts: make(map[AttemptOutcome]int64, len(AttemptOutcomes))}
+		for _, o := range AttemptOutcomes {
+			st.Attempts[o] = r.calls[name][o]
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// state is name's breaker state; r.mu is held.
+func (r *Router) state(name string) BreakerState {
+	b, ok := r.health[name]
+	switch {
+	case !ok || b.failures < r.cfg.FailureThreshold:
+		return BreakerClosed
+	case !b.trial && r.cfg.Now().Sub(b.openedAt) < r.cfg.Cooldown:
+		return BreakerOpen
+	default:
+		return BreakerHalfOpen
+	}
+}
+
+// count adds one call of name's that ended in o.
+func (r *Router) count(name string, o AttemptOutcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.calls[name]
+	if !ok {
+		c = make(map[AttemptOutcome]int64, len(AttemptOutcomes))
+		r.calls[name] = c
+	}
+	c[o]++
 }
 
 // allow reports whether name may be called now, claiming the half-open trial

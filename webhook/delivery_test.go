@@ -761,6 +761,50 @@ func TestFailedAfterTheScheduleAndReplayed(t *testing.T) {
 	})
 }
 
+// TestAttemptsAndBacklog: what metrics read from a worker, its attempts by
+// outcome and the pending deliveries, follows each attempt.
+func TestAttemptsAndBacklog(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		c := newClock()
+		r := newReceiver(t, c)
+		register(t, env, r, cardrail.EventCardCreated)
+		w := newWorker(env, c, time.Second)
+		alice := env.Client("alice", "US")
+		want := func(delivered, retry, failed, backlog int64) {
+			t.Helper()
+			got := w.Attempts()
+			if got[webhook.AttemptDelivered] != delivered || got[webhook.AttemptRetryScheduled] != retry ||
+				got[webhook.AttemptFailed] != failed || got[webhook.AttemptUnrecorded] != 0 || len(got) != len(webhook.AttemptOutcomes) {
+				t.Errorf("attempts %v, want delivered %d, retry_scheduled %d, failed %d", got, delivered, retry, failed)
+			}
+			for livemode, want := range map[bool]int64{false: backlog, true: 0} {
+				if n, err := w.Backlog(context.Background(), livemode); err != nil || n != want {
+					t.Errorf("backlog (livemode %v) = %d, %v; want %d", livemode, n, err, want)
+				}
+			}
+		}
+		t.Run("a failed attempt schedules a retry and the delivery stays pending", func(t *testing.T) {
+			r.setMode(failing)
+			alice.NewCard("usd_visa_virtual")
+			want(0, 0, 0, 0) // not dispatched yet
+			runOnce(t, w)
+			want(0, 1, 0, 1)
+		})
+		t.Run("the schedule's last attempt fails the delivery and leaves the backlog", func(t *testing.T) {
+			c.Advance(2 * time.Second)
+			runOnce(t, w)
+			want(0, 1, 1, 0)
+		})
+		t.Run("a delivered attempt", func(t *testing.T) {
+			r.setMode(up)
+			alice.NewCard("usd_visa_virtual")
+			runOnce(t, w)
+			want(1, 1, 1, 0)
+		})
+	})
+}
+
 func TestRedirectsAreNotFollowed(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		env := apptest.New(t, url)

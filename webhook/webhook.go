@@ -161,6 +161,10 @@ type Store interface {
 	WebhookDeliveries(ctx context.Context, f DeliveryFilter) (cardrail.Page[Delivery], error)
 	// WebhookDelivery returns one delivery with its attempts.
 	WebhookDelivery(ctx context.Context, livemode bool, ref string) (*Delivery, error)
+	// PendingWebhookDeliveries counts a mode's pending deliveries: due,
+	// waiting for a retry, or queued behind an earlier delivery about the
+	// same object.
+	PendingWebhookDeliveries(ctx context.Context, livemode bool) (int64, error)
 }
 
 // Tx is one write transaction of webhook storage.

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cardrail/cardrail"
@@ -75,6 +76,48 @@ type Worker struct {
 	store   Store
 	opts    Options
 	clients map[bool]*http.Client // by livemode
+	// attempts counts this worker's attempts by outcome; the map is made
+	// in New and never changed after, so reading it needs no lock.
+	attempts map[AttemptOutcome]*atomic.Int64
+}
+
+// AttemptOutcome is what one delivery attempt led to.
+type AttemptOutcome string
+
+// The attempt outcomes.
+const (
+	// AttemptDelivered: the endpoint answered 2xx.
+	AttemptDelivered AttemptOutcome = "delivered"
+	// AttemptRetryScheduled: the attempt failed and the delivery waits for
+	// its next one.
+	AttemptRetryScheduled AttemptOutcome = "retry_scheduled"
+	// AttemptFailed: the attempt failed and was the schedule's last, so
+	// the delivery is failed.
+	AttemptFailed AttemptOutcome = "failed"
+	// AttemptUnrecorded: the attempt was made but its outcome not stored
+	// (the lease was lost, or the database refused the write); the
+	// delivery is sent again.
+	AttemptUnrecorded AttemptOutcome = "unrecorded"
+)
+
+// AttemptOutcomes lists every attempt outcome.
+var AttemptOutcomes = []AttemptOutcome{AttemptDelivered, AttemptRetryScheduled, AttemptFailed, AttemptUnrecorded}
+
+// Attempts reports the worker's delivery attempts since it was made, by
+// outcome (every outcome present, zero or not). Attempts cut short by
+// shutdown are not counted: they are handed back unrecorded.
+func (w *Worker) Attempts() map[AttemptOutcome]int64 {
+	out := make(map[AttemptOutcome]int64, len(w.attempts))
+	for o, n := range w.attempts {
+		out[o] = n.Load()
+	}
+	return out
+}
+
+// Backlog counts a mode's pending deliveries, in the database: those of
+// every worker sharing it.
+func (w *Worker) Backlog(ctx context.Context, livemode bool) (int64, error) {
+	return w.store.PendingWebhookDeliveries(ctx, livemode)
 }
 
 // New returns a Worker over store.
@@ -103,7 +146,10 @@ func New(store Store, opts Options) *Worker {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	w := &Worker{store: store, opts: opts}
+	w := &Worker{store: store, opts: opts, attempts: make(map[AttemptOutcome]*atomic.Int64, len(AttemptOutcomes))}
+	for _, o := range AttemptOutcomes {
+		w.attempts[o] = new(atomic.Int64)
+	}
 	if opts.Client != nil {
 		c := *opts.Client
 		c.CheckRedirect = noRedirects
@@ -414,11 +460,22 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 		return err
 	})
 	if err != nil {
+		w.attempts[AttemptUnrecorded].Add(1)
 		return fmt.Errorf("record attempt of %s: %w", c.Delivery, err)
 	}
 	if !kept {
+		w.attempts[AttemptUnrecorded].Add(1)
 		w.opts.Log.Warn("webhook lease lost before the attempt was recorded; another worker owns the delivery",
 			"delivery", c.Delivery)
+		return nil
+	}
+	switch o.Status {
+	case DeliveryDelivered:
+		w.attempts[AttemptDelivered].Add(1)
+	case DeliveryFailed:
+		w.attempts[AttemptFailed].Add(1)
+	default:
+		w.attempts[AttemptRetryScheduled].Add(1)
 	}
 	return nil
 }

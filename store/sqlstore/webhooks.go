@@ -410,6 +410,16 @@ func (q *queries) WebhookDelivery(ctx context.Context, livemode bool, ref string
 	return &ds[0], nil
 }
 
+// PendingWebhookDeliveries implements webhook.Store. It counts entries of
+// the index on (livemode, status), never the table's rows.
+func (q *queries) PendingWebhookDeliveries(ctx context.Context, livemode bool) (int64, error) {
+	var n int64
+	if err := q.q.QueryRow(ctx, `SELECT COUNT(*) FROM webhook_deliveries WHERE livemode = $1 AND status = 'pending'`, livemode).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending webhook deliveries: %w", err)
+	}
+	return n, nil
+}
+
 // WebhookDeliveries implements webhook.Store.
 func (q *queries) WebhookDeliveries(ctx context.Context, f webhook.DeliveryFilter) (cardrail.Page[webhook.Delivery], error) {
 	where, args := newList("livemode = $%d", f.Livemode).add("endpoint = $%d", f.Endpoint).add("status = $%d", string(f.Status)).

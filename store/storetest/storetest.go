@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"events and audit", eventContracts},
 		{"settings", settingContracts},
 		{"batches", batchContracts},
+		{"webhooks", webhookContracts},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -61,7 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 
 // tables are every table the store writes, children before the parents
 // their foreign keys point to.
-var tables = []string{"journal_lines", "journal_entries", "authorizations", "accounts", "cards",
+var tables = []string{"webhook_attempts", "webhook_deliveries", "webhook_endpoints", "journal_lines", "journal_entries", "authorizations", "accounts", "cards",
 	"programs", "provider_states", "cardholders", "events", "audit_log", "settings", "idempotency_keys"}
 
 // empty deletes every row the store holds.
