@@ -94,3 +94,66 @@ func TestRequestDeadline(t *testing.T) {
 		env.CheckLedger()
 	})
 }
+
+// TestLockedCardStallsOnlyItself: a card locked from outside (an operator's
+// psql session that never commits) must not stall the authorization engine:
+// each executor decides one batch at a time for its share of the cards, and
+// before, a batch waited 30 s on such a lock, then each of its
+// authorizations waited 30 s more, one after another. Now the batch gives
+// up after 3 s; on PostgreSQL every other card's authorization is approved
+// while the lock is still held, and the locked card's are answered 503,
+// undecided and unapplied. On SQLite the lock is the whole database's
+// writer, so every authorization is answered 503, within seconds.
+func TestLockedCardStallsOnlyItself(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		locked := alice.FundedCard(10_000)
+		var others []string
+		for range 6 {
+			others = append(others, alice.FundedCard(10_000))
+		}
+		release := holdCardLock(t, url, locked)
+		type answer struct {
+			card string
+			r    *apptest.Response
+		}
+		answers := make(chan answer)
+		attempts := append([]string{locked, locked, locked}, others...)
+		for _, card := range attempts {
+			go func() {
+				answers <- answer{card, alice.Do("POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(100))}
+			}()
+		}
+		sqlite := strings.HasPrefix(url, "sqlite:")
+		timeout := time.After(25 * time.Second)
+		for range attempts {
+			var a answer
+			select {
+			case a = <-answers:
+			case <-timeout:
+				release()
+				t.Fatal("authorizations still unanswered 25 s into the lock")
+			}
+			if a.card == locked || sqlite {
+				if a.r.Status != 503 || a.r.Code() != "service_unavailable" || !strings.Contains(a.r.Str("detail"), "could not be decided") {
+					t.Fatalf("authorization on a locked card: %d %s", a.r.Status, a.r.Body)
+				}
+			} else if a.r.Status != 201 || a.r.Str("status") != "pending" {
+				t.Fatalf("authorization on a free card while another was locked: %d %s", a.r.Status, a.r.Body)
+			}
+		}
+		release()
+		for _, card := range append([]string{locked}, others...) {
+			want := int64(10_000)
+			if card != locked && !sqlite {
+				want -= 100
+			}
+			if a, _, _ := balances(t, alice, card); a != want {
+				t.Fatalf("card %s available %d, want %d", card, a, want)
+			}
+		}
+		alice.Must(201, "POST", "/managed-cards/"+locked+"/authorize/", apptest.Purchase(100))
+		env.CheckLedger()
+	})
+}

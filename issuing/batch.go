@@ -30,8 +30,15 @@ type BatchConfig struct {
 	Linger time.Duration
 }
 
-// batchTimeout bounds one batch's transaction.
-const batchTimeout = 30 * time.Second
+// batchTimeout bounds one batch's transaction short of its commit (which
+// is never cut short: see sqlstore's Tx). A batch takes milliseconds; one
+// that waits longer is stuck behind a lock something outside the engine
+// holds (an operator's psql session, a migration) or on a database in
+// trouble. Each executor decides one batch at a time for its share of the
+// cards, so the bound is also how long such a lock can stall that share:
+// past it the batch is decided again one authorization at a time, and the
+// authorizations on the locked card are answered 503 undecided.
+const batchTimeout = 3 * time.Second
 
 // authJob is one authorization waiting for a batch.
 type authJob struct {
@@ -161,7 +168,7 @@ func (e *engine) run(queue chan *authJob) {
 			for {
 				select {
 				case j := <-queue:
-					e.process([]*authJob{j})
+					e.process([]*authJob{j}, time.Now().Add(batchTimeout))
 				default:
 					return
 				}
@@ -189,7 +196,7 @@ func (e *engine) run(queue chan *authJob) {
 				}
 			}
 		}
-		e.process(batch)
+		e.process(batch, time.Now().Add(batchTimeout))
 	}
 }
 
@@ -197,7 +204,7 @@ func (e *engine) run(queue chan *authJob) {
 // a whole, each job is decided alone, so one failing authorization never
 // takes the others with it. A panic (a bug) fails the batch's requests with
 // an internal error instead of taking the process down.
-func (e *engine) process(batch []*authJob) {
+func (e *engine) process(batch []*authJob, deadline time.Time) (err error) {
 	answered := false
 	defer func() {
 		if v := recover(); v != nil {
@@ -212,11 +219,14 @@ func (e *engine) process(batch []*authJob) {
 			}
 		}
 	}()
-	e.decide(batch)
+	err = e.decide(batch, deadline)
 	answered = true
+	return err
 }
 
-func (e *engine) decide(batch []*authJob) {
+// decide runs process's work, its transaction bounded by deadline, and
+// returns the transaction's error once every job in batch is answered.
+func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 	live := batch[:0:0]
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {
@@ -226,13 +236,13 @@ func (e *engine) decide(batch []*authJob) {
 		live = append(live, j)
 	}
 	if len(live) == 0 {
-		return
+		return nil
 	}
 	var results []authResult
 	start := time.Now()
 	// Callers may leave, but a batch's transaction must not hang on a stuck
 	// database forever: it is bounded on its own.
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	err := e.s.store.Tx(ctx, func(tx cardrail.Tx) error {
 		var err error
@@ -241,6 +251,11 @@ func (e *engine) decide(batch []*authJob) {
 	})
 	e.busy.Add(int64(time.Since(start)))
 	e.batches.Add(1)
+	if err != nil && ctx.Err() != nil {
+		// Out of time, whatever error the database gave for it (a
+		// cancelled statement, an interrupted busy wait).
+		err = fmt.Errorf("%w: %w", errTimedOut, err)
+	}
 	if err != nil {
 		if len(live) > 1 {
 			e.fallbacks.Add(1)
@@ -248,14 +263,36 @@ func (e *engine) decide(batch []*authJob) {
 			// A failure at commit leaves the outcome unknown: the batch
 			// may have committed. Each retry first looks for its own
 			// authorization, under the card's lock, which waits for the
-			// first try's transaction to end.
+			// first try's transaction to end. A card whose authorization
+			// ran out of time is locked: its other authorizations here are
+			// answered at once rather than each waiting as long again. The
+			// one-by-one pass as a whole gets two batches' time, so that a
+			// lock on the whole database (SQLite's writer, held from
+			// outside) stalls the executor for seconds, not a batch's
+			// length times its size.
+			stuck := map[string]bool{}
+			budget := time.Now().Add(2 * batchTimeout)
 			for _, j := range live {
 				j.retry = true
-				e.process([]*authJob{j})
+				if stuck[j.card] || !time.Now().Before(budget) {
+					j.done <- authResult{err: undecided(j.card, errTimedOut)}
+					continue
+				}
+				deadline := time.Now().Add(batchTimeout)
+				if deadline.After(budget) {
+					deadline = budget
+				}
+				if err := e.process([]*authJob{j}, deadline); errors.Is(err, errTimedOut) {
+					stuck[j.card] = true
+				}
 			}
-			return
+			return err
 		}
-		results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
+		if errors.Is(err, errTimedOut) {
+			results = []authResult{{err: undecided(live[0].card, err)}}
+		} else {
+			results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
+		}
 	}
 	e.decided.Add(int64(len(live)))
 	if err == nil {
@@ -264,6 +301,18 @@ func (e *engine) decide(batch []*authJob) {
 	for i, j := range live {
 		j.done <- results[i]
 	}
+	return err
+}
+
+// errTimedOut marks a batch whose transaction ran out of time (batchTimeout).
+var errTimedOut = errors.New("authorization batch ran out of time")
+
+// undecided answers an authorization whose transaction ran out of time
+// before its commit, so nothing of it was applied.
+func undecided(card string, err error) error {
+	return &cardrail.Error{Code: cardrail.CodeServiceUnavailable, Op: "authorizations.Create", Err: err, Message: fmt.Sprintf(
+		"The authorization could not be decided within %s: card %s was locked by another operation, or the database was slow. Nothing was applied; retry it.",
+		batchTimeout, card)}
 }
 
 // count adds a committed batch's decisions to the approved and declined
