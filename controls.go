@@ -34,7 +34,7 @@ func (c SpendingControls) Validate(prefix string, limits Limits) []FieldError {
 		field := prefix + "." + name
 		switch {
 		case !ValidAmount(*v):
-			errs = append(errs, FieldError{field, fmt.Sprintf("must be an integer from 1 to %d", MaxAmount)})
+			errs = append(errs, FieldError{field, AmountRange})
 		case ceiling > 0 && *v > ceiling:
 			errs = append(errs, FieldError{field, fmt.Sprintf("must not exceed the program's limit of %d", ceiling)})
 		}

@@ -76,5 +76,8 @@ func AddAmounts(a, b int64) (int64, bool) {
 	return s, true
 }
 
+// AmountRange is what a field error says of an amount that is not one.
+var AmountRange = fmt.Sprintf("must be an integer from 1 to %d minor units", MaxAmount)
+
 // ValidAmount reports whether a is an amount a request may carry.
 func ValidAmount(a int64) bool { return a > 0 && a <= MaxAmount }

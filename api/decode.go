@@ -96,7 +96,7 @@ func decodeError(err error) error {
 			if !strings.ContainsAny(strings.TrimPrefix(typ.Value, "number "), ".eE") {
 				// An integer literal too large for int64: every integer
 				// a body takes is an amount, bounded far below that.
-				msg = fmt.Sprintf("must be an integer from 1 to %d minor units", cardrail.MaxAmount)
+				msg = cardrail.AmountRange
 			}
 		}
 		return cardrail.Invalid(cardrail.FieldError{Field: field, Message: msg})

@@ -36,7 +36,7 @@ func createDispute(s *Server, r *http.Request, c cardrail.Caller) (int, any, err
 	p := issuing.DisputeParams{Authorization: req.Authorization, Reason: req.Reason, Description: req.Description}
 	if req.Amount != nil {
 		if !cardrail.ValidAmount(*req.Amount) {
-			return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+			return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 		}
 		p.Amount = *req.Amount
 	}

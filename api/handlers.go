@@ -236,7 +236,7 @@ func networkEvent(f networkFunc, asOperator bool) handler {
 		ev := issuing.NetworkEvent{AsOperator: asOperator, Audit: asOperator}
 		if req.Amount != nil {
 			if !cardrail.ValidAmount(*req.Amount) {
-				return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+				return 0, nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 			}
 			ev.Amount = *req.Amount
 		}

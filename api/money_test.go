@@ -88,6 +88,8 @@ func TestFundAndWithdraw(t *testing.T) {
 				`{"amount": 1e3}`:                  "not a fraction or exponent",
 				`{"amount": 99999999999999999999}`: "from 1 to 10000000000000",
 				`{"amount": 10000000000001}`:       "from 1 to 10000000000000",
+				`{"currency": "USD"}`:              `"amount","message":"is required, an integer from 1 to 10000000000000 minor units"`,
+				`{"amount": -3}`:                   `"must be an integer from 1 to 10000000000000 minor units"`,
 			} {
 				r := alice.Do("POST", "/managed-cards/"+card+"/fund/", body)
 				if r.Status != 422 || !strings.Contains(string(r.Body), want) {

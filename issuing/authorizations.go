@@ -152,7 +152,7 @@ func (s *Service) networkEvent(ctx context.Context, c cardrail.Caller, ref strin
 		return nil, cardrail.Errorf(cardrail.CodeForbidden, "In production, settlements, reversals and refunds come from the card network.")
 	}
 	if ev.Amount != 0 && !cardrail.ValidAmount(ev.Amount) {
-		return nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+		return nil, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 	}
 	found, err := s.authorization(ctx, c, ref, ev.AsOperator)
 	if err != nil {

@@ -38,7 +38,7 @@ func (s *Service) OpenDispute(ctx context.Context, c cardrail.Caller, p DisputeP
 		errs = append(errs, cardrail.FieldError{Field: "reason", Message: "must be one of fraudulent, duplicate, not_received, canceled, product_not_as_described, other"})
 	}
 	if p.Amount != 0 && !cardrail.ValidAmount(p.Amount) {
-		errs = append(errs, cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+		errs = append(errs, cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 	}
 	if p.Description != nil && utf8.RuneCountInString(*p.Description) > 5000 {
 		errs = append(errs, cardrail.FieldError{Field: "description", Message: "must be at most 5000 characters"})

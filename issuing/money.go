@@ -2,6 +2,7 @@ package issuing
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/ledger"
@@ -9,8 +10,11 @@ import (
 
 func validateMoney(amount int64, currency string, currencyRequired bool) []cardrail.FieldError {
 	var errs []cardrail.FieldError
-	if !cardrail.ValidAmount(amount) {
-		errs = append(errs, cardrail.FieldError{Field: "amount", Message: "must be an integer from 1 to 10000000000000 minor units"})
+	switch {
+	case amount == 0: // what a left-out amount decodes to
+		errs = append(errs, cardrail.FieldError{Field: "amount", Message: fmt.Sprintf("is required, an integer from 1 to %d minor units", cardrail.MaxAmount)})
+	case !cardrail.ValidAmount(amount):
+		errs = append(errs, cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 	}
 	if (currencyRequired || currency != "") && !cardrail.ValidCurrency(currency) {
 		errs = append(errs, cardrail.FieldError{Field: "currency", Message: "must be an uppercase ISO 4217 currency code Cardrail supports"})
