@@ -208,6 +208,13 @@ func WithIdempotencyMark(ctx context.Context, m IdempotencyMark) context.Context
 	return context.WithValue(ctx, idempotencyMarkKey{}, m)
 }
 
+// WithoutIdempotencyMark hides any mark from the transactions made with
+// the returned context: for work a request does that is not its effect
+// (an expiry applied on the way), which must not mark its key applied.
+func WithoutIdempotencyMark(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotencyMarkKey{}, nil)
+}
+
 // WithIdempotentCreation notes, for a request that holds an idempotency
 // key, the reference of the object it is about to create. Storage records
 // it with the key in the transaction that applies the effect, so that a

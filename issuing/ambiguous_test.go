@@ -3,6 +3,7 @@ package issuing_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/config"
 	"github.com/cardrail/cardrail/internal/apptest"
 	"github.com/cardrail/cardrail/internal/testdb"
 	"github.com/cardrail/cardrail/issuing"
@@ -100,4 +102,112 @@ func TestBatchWhoseCommitIsLostIsNotDecidedTwice(t *testing.T) {
 			t.Fatalf("%d requests: %d answers, %d authorizations recorded, %v held", n, len(answered), len(list), held)
 		}
 	})
+}
+
+// lateUnknownCommit commits every transaction, then, past the engine's
+// batch deadline, reports that the commit went unconfirmed, as a
+// connection that dies while COMMIT is in flight does.
+type lateUnknownCommit struct {
+	cardrail.Store
+	mu    sync.Mutex
+	armed bool
+}
+
+func (s *lateUnknownCommit) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
+	err := s.Store.Tx(ctx, fn)
+	s.mu.Lock()
+	armed := s.armed
+	s.armed = false
+	s.mu.Unlock()
+	if err != nil || !armed {
+		return err
+	}
+	time.Sleep(3200 * time.Millisecond) // past the batch's 3 s deadline
+	return fmt.Errorf("commit: %w: connection reset", cardrail.ErrOutcomeUnknown)
+}
+
+// TestUnconfirmedCommitIsNeverCalledNothing: an authorization whose commit
+// went unconfirmed may stand, so its caller must never be told nothing was
+// applied: not when the answer comes after the batch's deadline (a lone
+// job: 503 outcome_unknown), and not when the callers left meanwhile (the
+// one-by-one pass still looks each up, and finds them committed).
+func TestUnconfirmedCommitIsNeverCalledNothing(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	alice := env.Client("alice", "US")
+	card := alice.FundedCard(100_000)
+	store := &lateUnknownCommit{Store: env.App.Store}
+	svc := issuing.New(store, env.App.Registry, env.App.Router, env.App.Keys,
+		issuing.Config{HoldWindow: time.Hour, Batch: issuing.BatchConfig{MaxBatch: 64, Executors: 1, Linger: 50 * time.Millisecond}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer svc.Close()
+	caller := cardrail.Caller{Subject: "alice", Country: "US"}
+	attempt := cardrail.AuthorizationAttempt{Amount: 1000, Currency: "USD", Merchant: cardrail.Merchant{Name: "Shop", MCC: "5411", Country: "US"}}
+	held := func() float64 {
+		return alice.Must(200, "GET", "/managed-cards/"+card+"/", nil).JSON()["balance"].(map[string]any)["held"].(float64)
+	}
+
+	store.armed = true
+	if _, err := svc.Authorize(context.Background(), caller, card, attempt); cardrail.ErrorCode(err) != cardrail.CodeOutcomeUnknown {
+		t.Fatalf("a lone authorization whose commit went unconfirmed answered %v, not outcome_unknown", err)
+	}
+	if h := held(); h != 1000 {
+		t.Fatalf("held %v: the unconfirmed commit should stand", h)
+	}
+
+	store.armed = true
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // gone before the answer
+			defer cancel()
+			if a, err := svc.Authorize(ctx, caller, card, attempt); err != nil || a.Status != cardrail.AuthPending {
+				t.Errorf("a caller whose authorization committed unconfirmed got %+v, %v", a, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if h := held(); h != 4000 {
+		t.Fatalf("held %v after three more, want 4000", h)
+	}
+	env.CheckLedger()
+}
+
+// TestExpiryOnTheWayDoesNotMarkTheKey: a dispute request reads its
+// authorization, which expires an overdue hold on the way. That expiry is
+// not the dispute's effect, so it must not mark the dispute's
+// Idempotency-Key applied: if it did, a 5xx that released the key would
+// leave it held, and the retry would be told the request took effect.
+func TestExpiryOnTheWayDoesNotMarkTheKey(t *testing.T) {
+	ctx := context.Background()
+	env := apptest.New(t, testdb.URL(t, "sqlite"), func(c *config.Config) { c.HoldWindow = 100 * time.Millisecond })
+	alice := env.Client("alice", "US")
+	card := alice.FundedCard(5000)
+	auth := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(1000)).Str("reference")
+	time.Sleep(150 * time.Millisecond)
+
+	store := env.App.Store
+	rec, err := store.BeginIdempotent(ctx, "test:alice", "dispute-1", "fp", time.Now())
+	if err != nil || rec.Outcome != cardrail.IdempotencyStarted {
+		t.Fatalf("begin: %+v, %v", rec, err)
+	}
+	marked := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "test:alice", Key: "dispute-1", Token: rec.Token})
+	caller := cardrail.Caller{Subject: "alice", Country: "US"}
+	_, err = env.App.Service.OpenDispute(marked, caller, issuing.DisputeParams{Authorization: auth, Reason: "fraudulent"})
+	if cardrail.ErrorCode(err) != cardrail.CodeInvalidAuthorizationState {
+		t.Fatalf("dispute on an expired authorization: %v", err)
+	}
+	if got := alice.Must(200, "GET", "/authorizations/"+auth+"/", nil).Str("status"); got != "expired" {
+		t.Fatalf("authorization %s", got)
+	}
+	// Released as a 5xx would release it: a key whose request applied
+	// nothing is deleted, so the same request can start afresh.
+	if err := store.ReleaseIdempotent(ctx, "test:alice", "dispute-1", rec.Token); err != nil {
+		t.Fatal(err)
+	}
+	again, err := store.BeginIdempotent(ctx, "test:alice", "dispute-1", "fp", time.Now())
+	if err != nil || again.Outcome != cardrail.IdempotencyStarted {
+		t.Fatalf("the key after a dispute that applied nothing: %+v, %v (the expiry marked it applied)", again, err)
+	}
 }

@@ -52,7 +52,9 @@ func (s *Service) Authorization(ctx context.Context, c cardrail.Caller, ref stri
 	if err != nil || !s.overdue(a) {
 		return a, err
 	}
-	expired, err := s.Expire(ctx, expiryCaller(a.Livemode), ref, NetworkEvent{AsOperator: true})
+	// The expiry is not the request's effect: under an Idempotency-Key
+	// (a dispute reads its authorization here) it must not mark the key.
+	expired, err := s.Expire(cardrail.WithoutIdempotencyMark(ctx), expiryCaller(a.Livemode), ref, NetworkEvent{AsOperator: true})
 	if cardrail.ErrorCode(err) == cardrail.CodeInvalidAuthorizationState {
 		return s.authorization(ctx, c, ref, asOperator) // a settle or reversal won the race
 	}

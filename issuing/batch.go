@@ -50,8 +50,10 @@ type authJob struct {
 	// ref is the authorization's reference, fixed before the first try so
 	// that a retry can tell whether that try committed.
 	ref string
-	// retry is set when the job is decided again after its batch failed.
-	retry bool
+	// retry is set when the job is decided again after its batch failed;
+	// uncertain, when that batch's commit went unconfirmed, so it may
+	// stand.
+	retry, uncertain bool
 }
 
 type authResult struct {
@@ -229,8 +231,11 @@ func (e *engine) process(batch []*authJob, deadline time.Time) (err error) {
 func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 	live := batch[:0:0]
 	for _, j := range batch {
-		if err := j.ctx.Err(); err != nil {
-			j.done <- authResult{err: err} // left before its turn: nothing applied
+		// A caller who left before its job's first turn is answered with
+		// nothing applied. A retry is decided whoever is waiting: its
+		// first try may have committed.
+		if err := j.ctx.Err(); err != nil && !j.retry {
+			j.done <- authResult{err: err}
 			continue
 		}
 		live = append(live, j)
@@ -251,9 +256,10 @@ func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 	})
 	e.busy.Add(int64(time.Since(start)))
 	e.batches.Add(1)
-	if err != nil && ctx.Err() != nil {
-		// Out of time, whatever error the database gave for it (a
-		// cancelled statement, an interrupted busy wait).
+	if err != nil && ctx.Err() != nil && !errors.Is(err, cardrail.ErrOutcomeUnknown) {
+		// Out of time before the commit (which the deadline never cuts
+		// short), whatever error the database gave for it (a cancelled
+		// statement, an interrupted busy wait): nothing was applied.
 		err = fmt.Errorf("%w: %w", errTimedOut, err)
 	}
 	if err != nil {
@@ -270,12 +276,15 @@ func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 			// lock on the whole database (SQLite's writer, held from
 			// outside) stalls the executor for seconds, not a batch's
 			// length times its size.
+			// A job skipped so, or whose own retry fails, is told nothing
+			// was applied only when the batch surely rolled back.
+			uncertain := errors.Is(err, cardrail.ErrOutcomeUnknown)
 			stuck := map[string]bool{}
 			budget := time.Now().Add(2 * batchTimeout)
 			for _, j := range live {
-				j.retry = true
+				j.retry, j.uncertain = true, uncertain
 				if stuck[j.card] || !time.Now().Before(budget) {
-					j.done <- authResult{err: undecided(j.card, errTimedOut)}
+					j.done <- authResult{err: unanswered(j, errTimedOut)}
 					continue
 				}
 				deadline := time.Now().Add(batchTimeout)
@@ -288,11 +297,7 @@ func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 			}
 			return err
 		}
-		if errors.Is(err, errTimedOut) {
-			results = []authResult{{err: undecided(live[0].card, err)}}
-		} else {
-			results = []authResult{{err: cardrail.WithOp("authorizations.Create", err)}}
-		}
+		results = []authResult{{err: unanswered(live[0], err)}}
 	}
 	e.decided.Add(int64(len(live)))
 	if err == nil {
@@ -307,12 +312,22 @@ func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 // errTimedOut marks a batch whose transaction ran out of time (batchTimeout).
 var errTimedOut = errors.New("authorization batch ran out of time")
 
-// undecided answers an authorization whose transaction ran out of time
-// before its commit, so nothing of it was applied.
-func undecided(card string, err error) error {
-	return &cardrail.Error{Code: cardrail.CodeServiceUnavailable, Op: "authorizations.Create", Err: err, Message: fmt.Sprintf(
-		"The authorization could not be decided within %s: card %s was locked by another operation, or the database was slow. Nothing was applied; retry it.",
-		batchTimeout, card)}
+// unanswered is the error for a job whose transaction failed with err.
+// Only when it surely rolled back (out of time before its commit) may the
+// caller be told nothing was applied; after a batch whose commit went
+// unconfirmed the first try may stand, and the caller is told so.
+func unanswered(j *authJob, err error) error {
+	switch {
+	case j.uncertain || errors.Is(err, cardrail.ErrOutcomeUnknown):
+		return &cardrail.Error{Code: cardrail.CodeOutcomeUnknown, Op: "authorizations.Create", Err: err, Message: fmt.Sprintf(
+			"The database stopped answering while this authorization committed, so whether it took effect is unknown. "+
+				"Read the card's authorizations (GET /authorizations/?card=%s) to see, or retry with the same Idempotency-Key, which applies it at most once.", j.card)}
+	case errors.Is(err, errTimedOut):
+		return &cardrail.Error{Code: cardrail.CodeServiceUnavailable, Op: "authorizations.Create", Err: err, Message: fmt.Sprintf(
+			"The authorization could not be decided within %s: card %s was locked by another operation, or the database was slow. Nothing was applied; retry it.",
+			batchTimeout, j.card)}
+	}
+	return cardrail.WithOp("authorizations.Create", err)
 }
 
 // count adds a committed batch's decisions to the approved and declined
