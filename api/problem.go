@@ -70,7 +70,7 @@ func explain(ctx context.Context, err error, timeout time.Duration) error {
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &cardrail.Error{Code: cardrail.CodeRequestTimeout, Err: err, Message: fmt.Sprintf(
-			"The request did not finish within %s and was rolled back; retry it.", timeout)}
+			"The request did not finish within %s and was rolled back; retry it, with the same Idempotency-Key if it had one.", timeout)}
 	}
 	return err
 }

@@ -73,6 +73,10 @@ func (s *Server) wrap(rt route) http.Handler {
 	})
 }
 
+// idempotencyWriteTimeout bounds recording a response (or releasing the
+// key) after the request ran; see config.MaxRequestTimeout.
+const idempotencyWriteTimeout = 3 * time.Second
+
 // validKey reports whether an Idempotency-Key is 1 to 255 printable ASCII
 // characters.
 func validKey(key string) bool {
@@ -164,17 +168,19 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	}
 	ctx := cardrail.WithIdempotencyMark(r.Context(), cardrail.IdempotencyMark{Scope: scope, Key: key, Token: rec.Token, Reserved: rec.Reserved})
 	res := s.run(rt, r.WithContext(ctx), c)
-	// Storing the outcome must not depend on the client still listening.
-	store := r.Context()
+	// Storing the outcome must not depend on the client still listening,
+	// nor on the request's deadline; it is bounded on its own.
+	store, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), idempotencyWriteTimeout)
+	defer cancel()
 	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
-		err = s.idem.ReleaseIdempotent(context.WithoutCancel(store), scope, key, rec.Token)
+		err = s.idem.ReleaseIdempotent(store, scope, key, rec.Token)
 	} else {
 		stored := res.body
 		if res.secret {
 			stored, err = s.sealBody(scope, key, res.body)
 		}
 		if err == nil {
-			err = s.idem.CompleteIdempotent(context.WithoutCancel(store), scope, key, rec.Token, res.status, res.contentType, stored)
+			err = s.idem.CompleteIdempotent(store, scope, key, rec.Token, res.status, res.contentType, stored)
 		}
 	}
 	if err != nil {

@@ -38,10 +38,11 @@ type Config struct {
 	RequestTimeout          time.Duration   // CARDRAIL_REQUEST_TIMEOUT: how long one API request may run before it is rolled back
 }
 
-// MaxRequestTimeout keeps a request's deadline below the HTTP server's
-// write timeout (30 s), so that a request cut off by its deadline still
-// gets its answer to the client.
-const MaxRequestTimeout = 25 * time.Second
+// MaxRequestTimeout keeps a request's deadline well below the HTTP
+// server's write timeout (30 s): after the deadline a commit already sent
+// may take up to 5 s more, and recording the answer under its
+// Idempotency-Key up to 3 s, and the client must still get the answer.
+const MaxRequestTimeout = 20 * time.Second
 
 // Default is the configuration with nothing set: sandbox on an embedded
 // SQLite file.

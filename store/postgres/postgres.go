@@ -372,19 +372,29 @@ func (t *txConn) CommitPipeline(ctx context.Context, stmts []sqlstore.Stmt) erro
 		t.release(false)
 		return nil
 	}
-	err := t.execBatch(ctx, append(stmts, sqlstore.Stmt{SQL: "commit"}))
+	all := append(stmts, sqlstore.Stmt{SQL: "commit"})
+	failed, err := t.execBatchAt(ctx, all)
 	if err != nil {
-		// The caller rolls back. A statement the server refused rolled the
-		// transaction back; nothing sent, likewise. Anything else (the
-		// connection failed or timed out with COMMIT on its way) leaves
-		// the outcome unknown.
+		// The caller rolls back. Whether the transaction may have
+		// committed depends on what failed:
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) {
+		refused := errors.As(err, &pgErr)
+		switch {
+		case pgconn.SafeToRetry(err):
+			// Nothing was sent: rolled back; run again if the connection
+			// is dead.
+			return t.lost(err)
+		case refused && failed < len(all)-1:
+			// The server refused a statement before COMMIT, and skips the
+			// rest of the batch (or, a FATAL, ended there): rolled back.
+			return t.lost(err)
+		case refused && !t.conn.Conn().IsClosed():
+			// The server refused COMMIT itself and lives: rolled back.
 			return err
 		}
-		if pgconn.SafeToRetry(err) {
-			return t.lost(err)
-		}
+		// The connection failed or timed out with COMMIT on its way, or a
+		// FATAL answered COMMIT (as 57P01 can during a synchronous-
+		// replication wait, after the commit was made durable): unknown.
 		return fmt.Errorf("%w: %w", cardrail.ErrOutcomeUnknown, err)
 	}
 	t.release(false)
@@ -392,17 +402,24 @@ func (t *txConn) CommitPipeline(ctx context.Context, stmts []sqlstore.Stmt) erro
 }
 
 func (t *txConn) execBatch(ctx context.Context, stmts []sqlstore.Stmt) error {
+	_, err := t.execBatchAt(ctx, stmts)
+	return err
+}
+
+// execBatchAt is execBatch, also saying which statement failed: -1 for
+// the transaction's BEGIN, len(stmts) when the batch failed as it closed.
+func (t *txConn) execBatchAt(ctx context.Context, stmts []sqlstore.Stmt) (int, error) {
 	br, err := t.batch(ctx, stmts)
 	if err != nil {
-		return err
+		return -1, err
 	}
-	for range stmts {
+	for i := range stmts {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return err
+			return i, err
 		}
 	}
-	return br.Close()
+	return len(stmts), br.Close()
 }
 
 func (t *txConn) Commit(ctx context.Context) error { return t.CommitPipeline(ctx, nil) }

@@ -136,7 +136,9 @@ func (s *Store) tx(ctx context.Context, fn func(cardrail.Tx) error) (err error) 
 	defer func() {
 		if err != nil {
 			// The rollback error is secondary to the one that caused it.
-			_ = c.Rollback(context.WithoutCancel(ctx))
+			rollback, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+			_ = c.Rollback(rollback)
+			cancel()
 		}
 	}()
 	t := &tx{queries: queries{q: c, d: &s.dialect, now: s.nowUTC}}
@@ -163,9 +165,12 @@ func (s *Store) tx(ctx context.Context, fn func(cardrail.Tx) error) (err error) 
 	return nil
 }
 
-// commitTimeout bounds a commit, which no caller's cancellation
-// interrupts: only a database that has stopped answering reaches it.
-const commitTimeout = 10 * time.Second
+// commitTimeout bounds a commit (and a rollback), which no caller's
+// cancellation interrupts: only a database that has stopped answering
+// reaches it. A request's deadline (at most 20 s), a commit and the
+// idempotency write after it fit inside the HTTP server's 30 s write
+// timeout, so even then the client gets its answer.
+const commitTimeout = 5 * time.Second
 
 // tx implements cardrail.Tx.
 type tx struct {
