@@ -51,6 +51,23 @@ func (s *lostCommit) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
 	return err
 }
 
+// engineOver starts a second issuing service over store (env's own,
+// wrapped to misbehave), with one executor that lingers 50 ms so that
+// requests made together share a batch.
+func engineOver(t *testing.T, env *apptest.Env, store cardrail.Store) *issuing.Service {
+	svc := issuing.New(store, env.App.Registry, env.App.Router, env.App.Keys,
+		issuing.Config{HoldWindow: time.Hour, Batch: issuing.BatchConfig{MaxBatch: 64, Executors: 1, Linger: 50 * time.Millisecond}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+// aliceUS and purchase are the caller and the attempt the engine tests make.
+var (
+	aliceUS  = cardrail.Caller{Subject: "alice", Country: "US"}
+	purchase = cardrail.AuthorizationAttempt{Amount: 1000, Currency: "USD", Merchant: cardrail.Merchant{Name: "Shop", MCC: "5411", Country: "US"}}
+)
+
 // TestBatchWhoseCommitIsLostIsNotDecidedTwice: when a batch's commit
 // fails after the database committed it, deciding its authorizations again
 // one by one must find them rather than hold the money a second time.
@@ -60,12 +77,7 @@ func TestBatchWhoseCommitIsLostIsNotDecidedTwice(t *testing.T) {
 		alice := env.Client("alice", "US")
 		card := alice.FundedCard(100_000)
 		store := &lostCommit{Store: env.App.Store}
-		svc := issuing.New(store, env.App.Registry, env.App.Router, env.App.Keys,
-			issuing.Config{HoldWindow: time.Hour, Batch: issuing.BatchConfig{MaxBatch: 64, Executors: 1, Linger: 50 * time.Millisecond}},
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
-		defer svc.Close()
-		caller := cardrail.Caller{Subject: "alice", Country: "US"}
-		attempt := cardrail.AuthorizationAttempt{Amount: 1000, Currency: "USD", Merchant: cardrail.Merchant{Name: "Shop", MCC: "5411", Country: "US"}}
+		svc := engineOver(t, env, store)
 
 		const n = 12
 		refs := make(chan string, n)
@@ -74,7 +86,7 @@ func TestBatchWhoseCommitIsLostIsNotDecidedTwice(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				a, err := svc.Authorize(context.Background(), caller, card, attempt)
+				a, err := svc.Authorize(context.Background(), aliceUS, card, purchase)
 				if err != nil || a.Status != cardrail.AuthPending {
 					t.Errorf("Authorize = %+v, %v", a, err)
 					return
@@ -136,18 +148,13 @@ func TestUnconfirmedCommitIsNeverCalledNothing(t *testing.T) {
 	alice := env.Client("alice", "US")
 	card := alice.FundedCard(100_000)
 	store := &lateUnknownCommit{Store: env.App.Store}
-	svc := issuing.New(store, env.App.Registry, env.App.Router, env.App.Keys,
-		issuing.Config{HoldWindow: time.Hour, Batch: issuing.BatchConfig{MaxBatch: 64, Executors: 1, Linger: 50 * time.Millisecond}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer svc.Close()
-	caller := cardrail.Caller{Subject: "alice", Country: "US"}
-	attempt := cardrail.AuthorizationAttempt{Amount: 1000, Currency: "USD", Merchant: cardrail.Merchant{Name: "Shop", MCC: "5411", Country: "US"}}
+	svc := engineOver(t, env, store)
 	held := func() float64 {
 		return alice.Must(200, "GET", "/managed-cards/"+card+"/", nil).JSON()["balance"].(map[string]any)["held"].(float64)
 	}
 
 	store.armed = true
-	if _, err := svc.Authorize(context.Background(), caller, card, attempt); cardrail.ErrorCode(err) != cardrail.CodeOutcomeUnknown {
+	if _, err := svc.Authorize(context.Background(), aliceUS, card, purchase); cardrail.ErrorCode(err) != cardrail.CodeOutcomeUnknown {
 		t.Fatalf("a lone authorization whose commit went unconfirmed answered %v, not outcome_unknown", err)
 	}
 	if h := held(); h != 1000 {
@@ -162,7 +169,7 @@ func TestUnconfirmedCommitIsNeverCalledNothing(t *testing.T) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // gone before the answer
 			defer cancel()
-			if a, err := svc.Authorize(ctx, caller, card, attempt); err != nil || a.Status != cardrail.AuthPending {
+			if a, err := svc.Authorize(ctx, aliceUS, card, purchase); err != nil || a.Status != cardrail.AuthPending {
 				t.Errorf("a caller whose authorization committed unconfirmed got %+v, %v", a, err)
 			}
 		}()
@@ -193,8 +200,7 @@ func TestExpiryOnTheWayDoesNotMarkTheKey(t *testing.T) {
 		t.Fatalf("begin: %+v, %v", rec, err)
 	}
 	marked := cardrail.WithIdempotencyMark(ctx, cardrail.IdempotencyMark{Scope: "test:alice", Key: "dispute-1", Token: rec.Token})
-	caller := cardrail.Caller{Subject: "alice", Country: "US"}
-	_, err = env.App.Service.OpenDispute(marked, caller, issuing.DisputeParams{Authorization: auth, Reason: "fraudulent"})
+	_, err = env.App.Service.OpenDispute(marked, aliceUS, issuing.DisputeParams{Authorization: auth, Reason: "fraudulent"})
 	if cardrail.ErrorCode(err) != cardrail.CodeInvalidAuthorizationState {
 		t.Fatalf("dispute on an expired authorization: %v", err)
 	}
