@@ -98,6 +98,9 @@ func ValidMCC(s string) bool {
 	return true
 }
 
+// Countries lists the ISO 3166-1 alpha-2 codes ValidCountry accepts.
+func Countries() []string { return strings.Fields(iso3166) }
+
 // ValidCountry reports whether s is an assigned ISO 3166-1 alpha-2 code.
 func ValidCountry(s string) bool {
 	if len(s) != 2 || s[0] < 'A' || s[0] > 'Z' || s[1] < 'A' || s[1] > 'Z' {

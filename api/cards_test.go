@@ -168,6 +168,12 @@ func TestConventions(t *testing.T) {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
 		})
+		t.Run("a body that is not UTF-8 is refused, not repaired", func(t *testing.T) {
+			r := alice.Do("POST", "/managed-cards/", "{\"program\":\"usd_visa_virtual\",\"nickname\":\"\xff\xfe\"}")
+			if r.Status != 400 || r.Code() != "malformed_request" || !strings.Contains(r.Str("detail"), "UTF-8") {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+		})
 		t.Run("null is not a body, an amount or a metadata value", func(t *testing.T) {
 			dana := env.Client("dana", "US")
 			card := dana.FundedCard(1000)

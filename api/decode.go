@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
 )
@@ -43,6 +44,11 @@ func decode(r *http.Request, v any) error {
 			// encoding/json takes a null body as nothing decoded, which
 			// would pass for {}; every body is an object.
 			return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body must be a JSON object.")
+		}
+		if !utf8.Valid(body) {
+			// encoding/json would store each bad byte as U+FFFD: a name
+			// or note silently not the one sent.
+			return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body is not valid UTF-8, which JSON text must be (RFC 8259, section 8.1).")
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -103,14 +104,24 @@ func listCardTransactions(s *Server, r *http.Request, c cardrail.Caller) (int, a
 }
 
 type moneyRequest struct {
-	Amount   int64  `json:"amount" null:"refuse"`
+	Amount   *int64 `json:"amount" null:"refuse"`
 	Currency string `json:"currency"`
+}
+
+// requiredAmount is an amount the request must carry: one left out is
+// told so (an amount sent as 0 or out of range is told the range by the
+// service, along with the request's other faults).
+func requiredAmount(a *int64) (int64, error) {
+	if a == nil {
+		return 0, cardrail.Invalid(cardrail.FieldError{Field: "amount", Message: fmt.Sprintf("is required, an integer from 1 to %d minor units", cardrail.MaxAmount)})
+	}
+	return *a, nil
 }
 
 // transferRequest is fund's and withdraw's body: the currency, when
 // given, must be the card's; left out (or null), the card's is meant.
 type transferRequest struct {
-	Amount   int64   `json:"amount" null:"refuse"`
+	Amount   *int64  `json:"amount" null:"refuse"`
 	Currency *string `json:"currency"`
 }
 
@@ -121,14 +132,17 @@ func decodeTransfer(r *http.Request) (amount int64, currency string, err error) 
 	if err := decode(r, &req); err != nil {
 		return 0, "", err
 	}
+	if amount, err = requiredAmount(req.Amount); err != nil {
+		return 0, "", err
+	}
 	if req.Currency == nil {
-		return req.Amount, "", nil
+		return amount, "", nil
 	}
 	if *req.Currency == "" {
 		return 0, "", cardrail.Invalid(cardrail.FieldError{Field: "currency",
 			Message: "must be an uppercase ISO 4217 currency code; leave it out for the card's currency"})
 	}
-	return req.Amount, *req.Currency, nil
+	return amount, *req.Currency, nil
 }
 
 func fundCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
@@ -150,7 +164,7 @@ func withdrawFromCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, 
 }
 
 type authorizeRequest struct {
-	Amount   int64             `json:"amount" null:"refuse"`
+	Amount   *int64            `json:"amount" null:"refuse"`
 	Currency string            `json:"currency"`
 	Merchant cardrail.Merchant `json:"merchant"`
 }
@@ -160,8 +174,12 @@ func authorizeCard(s *Server, r *http.Request, c cardrail.Caller) (int, any, err
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
+	amount, err := requiredAmount(req.Amount)
+	if err != nil {
+		return 0, nil, err
+	}
 	a, err := s.svc.Authorize(r.Context(), c, r.PathValue("ref"), cardrail.AuthorizationAttempt{
-		Amount: req.Amount, Currency: req.Currency, Merchant: req.Merchant})
+		Amount: amount, Currency: req.Currency, Merchant: req.Merchant})
 	return http.StatusCreated, a, err
 }
 
@@ -189,7 +207,11 @@ func sandboxDeposit(s *Server, r *http.Request, c cardrail.Caller) (int, any, er
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	w, err := s.svc.Deposit(r.Context(), c, c.Subject, req.Amount, req.Currency)
+	amount, err := requiredAmount(req.Amount)
+	if err != nil {
+		return 0, nil, err
+	}
+	w, err := s.svc.Deposit(r.Context(), c, c.Subject, amount, req.Currency)
 	return http.StatusOK, w, err
 }
 

@@ -90,6 +90,7 @@ func TestFundAndWithdraw(t *testing.T) {
 				`{"amount": 10000000000001}`:       "from 1 to 10000000000000",
 				`{"currency": "USD"}`:              `"amount","message":"is required, an integer from 1 to 10000000000000 minor units"`,
 				`{"amount": -3}`:                   `"must be an integer from 1 to 10000000000000 minor units"`,
+				`{"amount": 0}`:                    `"must be an integer from 1 to 10000000000000 minor units"`,
 			} {
 				r := alice.Do("POST", "/managed-cards/"+card+"/fund/", body)
 				if r.Status != 422 || !strings.Contains(string(r.Body), want) {

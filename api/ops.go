@@ -140,7 +140,7 @@ func opsSetVerification(s *Server, r *http.Request, c cardrail.Caller) (int, any
 
 type creditRequest struct {
 	Sub      string `json:"sub"`
-	Amount   int64  `json:"amount" null:"refuse"`
+	Amount   *int64 `json:"amount" null:"refuse"`
 	Currency string `json:"currency"`
 }
 
@@ -149,7 +149,11 @@ func opsCreditWallet(s *Server, r *http.Request, c cardrail.Caller) (int, any, e
 	if err := decode(r, &req); err != nil {
 		return 0, nil, err
 	}
-	w, err := s.svc.CreditWallet(r.Context(), c, req.Sub, req.Amount, req.Currency)
+	amount, err := requiredAmount(req.Amount)
+	if err != nil {
+		return 0, nil, err
+	}
+	w, err := s.svc.CreditWallet(r.Context(), c, req.Sub, amount, req.Currency)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -194,6 +194,7 @@ func TestOperatorActionsAreAudited(t *testing.T) {
 				{"an unknown partner", `{"providers": ["sandbox_alpha", "acme"]}`, "providers[1]"},
 				{"a partner named twice", `{"providers": ["sandbox_beta", "sandbox_beta"]}`, "providers[1]"},
 				{"nine partners", `{"providers": ["a","b","c","d","e","f","g","h","i"]}`, "providers"},
+				{"a partner that issues no USD", `{"providers": ["sandbox_alpha", "sandbox_naija"]}`, "providers[1]"},
 			} {
 				before := lastAudit(t, ops)["reference"]
 				r := ops.Do("POST", "/ops/programs/usd_visa_virtual/providers/", tc.body)

@@ -2,7 +2,6 @@ package issuing
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/ledger"
@@ -10,10 +9,7 @@ import (
 
 func validateMoney(amount int64, currency string, currencyRequired bool) []cardrail.FieldError {
 	var errs []cardrail.FieldError
-	switch {
-	case amount == 0: // what a left-out amount decodes to
-		errs = append(errs, cardrail.FieldError{Field: "amount", Message: fmt.Sprintf("is required, an integer from 1 to %d minor units", cardrail.MaxAmount)})
-	case !cardrail.ValidAmount(amount):
+	if !cardrail.ValidAmount(amount) {
 		errs = append(errs, cardrail.FieldError{Field: "amount", Message: cardrail.AmountRange})
 	}
 	if (currencyRequired || currency != "") && !cardrail.ValidCurrency(currency) {

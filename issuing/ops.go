@@ -138,9 +138,36 @@ func (s *Service) SetProgramProviders(ctx context.Context, c cardrail.Caller, co
 		return nil, cardrail.Invalid(errs...)
 	}
 	return s.changeProgram(ctx, c, code, "program.providers", func(p *cardrail.Program) error {
+		// A partner that issues the program's currency nowhere could
+		// never issue one of its cards: routing would skip it for good.
+		var errs []cardrail.FieldError
+		for i, name := range providers {
+			if !s.issuesCurrency(name, p.Currency) {
+				errs = append(errs, cardrail.FieldError{Field: fmt.Sprintf("providers[%d]", i),
+					Message: fmt.Sprintf("issuing partner %q issues no %s cards, the program's currency", name, p.Currency)})
+			}
+		}
+		if len(errs) > 0 {
+			return cardrail.Invalid(errs...)
+		}
 		p.Providers = slices.Clone(providers)
 		return nil
 	})
+}
+
+// issuesCurrency reports whether the registered partner name issues cards
+// in currency for a cardholder in some country.
+func (s *Service) issuesCurrency(name, currency string) bool {
+	p, ok := s.registry.Lookup(name)
+	if !ok {
+		return false
+	}
+	for _, cc := range cardrail.Countries() {
+		if p.Supports(cc, currency) {
+			return true
+		}
+	}
+	return false
 }
 
 func modeWord(livemode bool) string {
