@@ -19,6 +19,14 @@ type Caller struct {
 	Livemode bool
 }
 
+// ModeName names a mode as operators read it: "sandbox" or "production".
+func ModeName(livemode bool) string {
+	if livemode {
+		return "production"
+	}
+	return "sandbox"
+}
+
 // IsOperator reports whether the caller may use the operator API.
 func (c Caller) IsOperator() bool { return slices.Contains(c.Roles, RoleOps) }
 

@@ -123,7 +123,8 @@ func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
 	defer cancel()
-	for livemode, mode := range map[bool]string{false: "sandbox", true: "production"} {
+	for _, livemode := range []bool{false, true} {
+		mode := cardrail.ModeName(livemode)
 		n, err := c.worker.Backlog(ctx, livemode)
 		if err != nil {
 			// A wrong number would be worse than none: the sample is left

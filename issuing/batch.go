@@ -275,9 +275,9 @@ func (e *engine) decide(batch []*authJob, deadline time.Time) error {
 			// one-by-one pass as a whole gets two batches' time, so that a
 			// lock on the whole database (SQLite's writer, held from
 			// outside) stalls the executor for seconds, not a batch's
-			// length times its size.
-			// A job skipped so, or whose own retry fails, is told nothing
-			// was applied only when the batch surely rolled back.
+			// length times its size. A job skipped so, or whose own retry
+			// fails, is told nothing was applied only when the batch
+			// surely rolled back.
 			uncertain := errors.Is(err, cardrail.ErrOutcomeUnknown)
 			stuck := map[string]bool{}
 			budget := time.Now().Add(2 * batchTimeout)

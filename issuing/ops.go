@@ -129,7 +129,7 @@ func (s *Service) SetProgramProviders(ctx context.Context, c cardrail.Caller, co
 	for i, name := range providers {
 		field := fmt.Sprintf("providers[%d]", i)
 		if p, ok := s.registry.Lookup(name); !ok || p.Sandbox() == c.Livemode {
-			errs = append(errs, cardrail.FieldError{Field: field, Message: fmt.Sprintf("no issuing partner named %q serves %s", name, modeWord(c.Livemode))})
+			errs = append(errs, cardrail.FieldError{Field: field, Message: fmt.Sprintf("no issuing partner named %q serves %s", name, cardrail.ModeName(c.Livemode))})
 		} else if slices.Index(providers, name) < i {
 			errs = append(errs, cardrail.FieldError{Field: field, Message: fmt.Sprintf("%q is already on the route", name)})
 		}
@@ -168,13 +168,6 @@ func (s *Service) issuesCurrency(name, currency string) bool {
 		}
 	}
 	return false
-}
-
-func modeWord(livemode bool) string {
-	if livemode {
-		return "production"
-	}
-	return "sandbox"
 }
 
 func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, action string, change func(*cardrail.Program) error) (*cardrail.Program, error) {
