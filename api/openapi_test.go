@@ -203,3 +203,35 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 		t.Fatal("openapi.json has no $ref at all")
 	}
 }
+
+// TestOpenAPIListsEveryRoutesCommonAnswers: whatever the operation, the
+// wrapper can answer 400 (a query string that does not parse), 401, 429 and
+// 503 (the request's deadline, or a commit whose outcome is unknown), and a
+// DELETE decodes a body like any other (413, 415); a client generated from
+// the document must expect them.
+func TestOpenAPIListsEveryRoutesCommonAnswers(t *testing.T) {
+	doc := loadOpenAPI(t)
+	n := 0
+	for path, item := range asMap(doc["paths"]) {
+		for _, method := range httpMethods {
+			op := asMap(asMap(item)[method])
+			if op == nil {
+				continue
+			}
+			n++
+			want := []string{"400", "401", "429", "503"}
+			if method == "delete" {
+				want = append(want, "413", "415")
+			}
+			responses := asMap(op["responses"])
+			for _, status := range want {
+				if _, ok := responses[status]; !ok {
+					t.Errorf("%s %s does not list %s", strings.ToUpper(method), path, status)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("openapi.json has no operations")
+	}
+}
