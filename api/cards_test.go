@@ -136,6 +136,17 @@ func TestConventions(t *testing.T) {
 				}
 			})
 		}
+		t.Run("a 405 lists HEAD wherever GET is served", func(t *testing.T) {
+			for path, want := range map[string]string{"/programs/": "GET, HEAD", "/managed-cards/card_01m85pzhch41z3xs03np47j63w/": "GET, HEAD, PATCH"} {
+				r := alice.Do("PUT", path, nil)
+				if r.Status != 405 || r.Header.Get("Allow") != want {
+					t.Fatalf("PUT %s: %d, Allow %q, want %q", path, r.Status, r.Header.Get("Allow"), want)
+				}
+				if h := alice.Do("HEAD", path, nil); path == "/programs/" && h.Status != 200 {
+					t.Fatalf("HEAD %s: %d", path, h.Status)
+				}
+			}
+		})
 		t.Run("JSON nested past the decoder's depth is 400 and says so", func(t *testing.T) {
 			body := `{"program":"usd_visa_virtual","metadata":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`
 			r := alice.Do("POST", "/managed-cards/", body)

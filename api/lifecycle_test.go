@@ -225,6 +225,9 @@ func TestCardDetailsReveal(t *testing.T) {
 		if r.Status != 405 || r.Header.Get("Allow") != "GET" {
 			t.Fatalf("HEAD: %d, Allow %q", r.Status, r.Header.Get("Allow"))
 		}
+		if r := alice.Do("PUT", "/managed-cards/"+ref+"/details/", nil); r.Status != 405 || r.Header.Get("Allow") != "GET" {
+			t.Fatalf("PUT: %d, Allow %q: a 405 must not offer the HEAD the reveal refuses", r.Status, r.Header.Get("Allow"))
+		}
 	})
 	t.Run("each reveal is audited", func(t *testing.T) {
 		var n int

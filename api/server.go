@@ -74,6 +74,9 @@ type Server struct {
 	reveal   ratelimit.Limiter
 	metrics  *metrics
 	mux      *http.ServeMux
+	// headless holds the GET patterns that refuse HEAD (the reveal), so
+	// a 405's Allow lists HEAD exactly where it is served.
+	headless map[string]bool
 	now      func() time.Time
 }
 
@@ -85,7 +88,7 @@ func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics()}
+	s := &Server{svc: svc, verifier: verifier, idem: idem, log: log, cfg: cfg, now: time.Now, mux: http.NewServeMux(), metrics: newMetrics(), headless: map[string]bool{}}
 	s.limiter = cfg.Limiter
 	if s.limiter == nil {
 		s.limiter = ratelimit.NewLocal(cfg.RateLimit, int(2*cfg.RateLimit), time.Second)
@@ -95,7 +98,11 @@ func New(svc *issuing.Service, verifier Verifier, idem cardrail.IdempotencyStore
 		s.reveal = ratelimit.NewLocal(float64(cfg.RevealLimit)/60, cfg.RevealLimit, time.Minute)
 	}
 	for _, rt := range routes() {
-		s.mux.Handle(rt.Method+" "+BasePath+rt.Path+"{$}", s.wrap(rt))
+		pattern := rt.Method + " " + BasePath + rt.Path + "{$}"
+		s.mux.Handle(pattern, s.wrap(rt))
+		if rt.Reveal {
+			s.headless[pattern] = true
+		}
 	}
 	s.mux.HandleFunc("GET /healthz/{$}", s.healthz)
 	s.mux.HandleFunc("GET /readyz/{$}", s.readyz)
@@ -206,6 +213,9 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		probe.Method = m
 		if _, p := s.mux.Handler(probe); p != "" {
 			allow = append(allow, m)
+			if m == http.MethodGet && !s.headless[p] {
+				allow = append(allow, http.MethodHead) // ServeMux answers HEAD wherever GET is routed
+			}
 		}
 	}
 	if len(allow) > 0 {
