@@ -178,11 +178,27 @@ func TestConventions(t *testing.T) {
 			if r.Status != 415 {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
+			for ct, want := range map[string]int{"application/json; charset=UTF-16": 415, "application/json;charset=latin1": 415, "application/json; charset=utf-8": 422, "application/json; charset=UTF8": 422} {
+				// 422: the charset passes and the empty program is refused.
+				if r := alice.Do("POST", "/managed-cards/", `{"program":""}`, "Content-Type", ct); r.Status != want {
+					t.Fatalf("%s: status %d, want %d: %s", ct, r.Status, want, r.Body)
+				}
+			}
 		})
 		t.Run("a body that is not UTF-8 is refused, not repaired", func(t *testing.T) {
 			r := alice.Do("POST", "/managed-cards/", "{\"program\":\"usd_visa_virtual\",\"nickname\":\"\xff\xfe\"}")
 			if r.Status != 400 || r.Code() != "malformed_request" || !strings.Contains(r.Str("detail"), "UTF-8") {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+		})
+		t.Run("a lone surrogate escape is refused, not repaired", func(t *testing.T) {
+			r := alice.Do("POST", "/managed-cards/", `{"program":"usd_visa_virtual","nickname":"Sh\ud800op"}`)
+			if r.Status != 400 || r.Code() != "malformed_request" || !strings.Contains(r.Str("detail"), `\ud800`) {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
+			}
+			ok := env.Client("sam", "US").Must(201, "POST", "/managed-cards/", `{"program":"usd_visa_virtual","nickname":"\ud83d\ude00"}`)
+			if ok.Str("nickname") != "\U0001F600" {
+				t.Fatalf("a surrogate pair decoded as %q", ok.Str("nickname"))
 			}
 		})
 		t.Run("null is not a body, an amount or a metadata value", func(t *testing.T) {

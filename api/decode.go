@@ -36,8 +36,14 @@ func decode(r *http.Request, v any) error {
 		body = []byte("{}")
 	} else {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			mt, params, err := mime.ParseMediaType(ct)
+			if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 				return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON with Content-Type: application/json.")
+			}
+			// JSON is UTF-8 (RFC 8259, section 8.1); a body declared in
+			// another charset would be read as UTF-8 regardless.
+			if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+				return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON in UTF-8: charset %q is not accepted.", cs)
 			}
 		}
 		if bytes.Equal(trimmed, []byte("null")) {
@@ -57,6 +63,12 @@ func decode(r *http.Request, v any) error {
 	}
 	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
 		return err
+	}
+	if esc, lone := loneSurrogate(body); lone {
+		// encoding/json would store U+FFFD in its place, as it would a
+		// byte that is not UTF-8: a name or note silently not the one
+		// sent.
+		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body escapes a lone UTF-16 surrogate (%s), which is not a character; a character outside the Basic Multilingual Plane is escaped as a pair, high then low.", esc)
 	}
 	if dec.More() {
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
@@ -79,6 +91,52 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body could not be read.")
 	}
 	return body, nil
+}
+
+// loneSurrogate finds a \u escape of a UTF-16 surrogate that is not half
+// of a high-low pair, returning the escape. body is already known to be
+// valid JSON.
+func loneSurrogate(body []byte) (string, bool) {
+	if !bytes.Contains(body, []byte(`\u`)) {
+		return "", false
+	}
+	hex := func(b []byte) rune {
+		n, err := strconv.ParseUint(string(b), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return rune(n)
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch {
+		case c == '"':
+			inString = false
+		case c == '\\' && i+6 <= len(body) && body[i+1] == 'u':
+			r := hex(body[i+2 : i+6])
+			switch {
+			case r >= 0xD800 && r < 0xDC00:
+				if i+12 <= len(body) && body[i+6] == '\\' && body[i+7] == 'u' {
+					if lo := hex(body[i+8 : i+12]); lo >= 0xDC00 && lo < 0xE000 {
+						i += 11
+						continue
+					}
+				}
+				return string(body[i : i+6]), true
+			case r >= 0xDC00 && r < 0xE000:
+				return string(body[i : i+6]), true
+			}
+			i += 5
+		case c == '\\':
+			i++ // the escaped character, which may be a quote
+		}
+	}
+	return "", false
 }
 
 func decodeError(err error) error {

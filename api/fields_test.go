@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var authorizeType = reflect.TypeOf(&authorizeRequest{})
@@ -93,4 +94,50 @@ func BenchmarkExactFields(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestLoneSurrogate(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"name":"plain"}`:               "",
+		`{"name":"Sh\ud800op"}`:          `\ud800`,
+		`{"name":"Sh\udc00op"}`:          `\udc00`,
+		`{"name":"\ud83d\ude00"}`:        "", // a pair: U+1F600
+		`{"name":"\uD83D\uDE00"}`:        "", // hex in either case
+		`{"name":"\ud83d\u0041"}`:        `\ud83d`,
+		`{"name":"\ude00\ud83d"}`:        `\ude00`, // low before high
+		`{"name":"end\ud83d"}`:           `\ud83d`,
+		`{"name":"\\ud800"}`:             "", // an escaped backslash, then text
+		`{"name":"\"\ud800"}`:            `\ud800`,
+		`{"name":"\u00e9\u20ac"}`:        "",
+		`{"a":"x","\udfff":"key"}`:       `\udfff`, // keys are strings too
+		`{"name":"é","note":"\\\ud800"}`: `\ud800`,
+	} {
+		got, lone := loneSurrogate([]byte(body))
+		if got != want || lone != (want != "") {
+			t.Errorf("%s: got %q %v, want %q", body, got, lone, want)
+		}
+	}
+}
+
+// FuzzLoneSurrogate: on valid UTF-8 JSON, encoding/json invents a U+FFFD
+// exactly when loneSurrogate finds an escape. go test runs the seeds; run
+// longer with go test -fuzz FuzzLoneSurrogate ./api/.
+func FuzzLoneSurrogate(f *testing.F) {
+	for _, s := range []string{`{"a":"\ud800"}`, `{"a":"\ud83d\ude00"}`, `["\\ud800","\udc00x"]`, `"\ud800\ud800"`, `{"\"":"\u0041"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		var v any
+		if !utf8.ValidString(body) || strings.Contains(body, "\ufffd") || strings.Contains(strings.ToLower(body), `\ufffd`) || json.Unmarshal([]byte(body), &v) != nil {
+			return
+		}
+		out, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		invented := strings.Contains(string(out), "\ufffd")
+		if _, lone := loneSurrogate([]byte(body)); lone != invented {
+			t.Fatalf("%q: loneSurrogate %v, decoder invented U+FFFD %v", body, lone, invented)
+		}
+	})
 }
