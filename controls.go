@@ -55,9 +55,15 @@ func (c SpendingControls) Validate(prefix string, limits Limits) []FieldError {
 				errs = append(errs, FieldError{prefix + "." + name, fmt.Sprintf("must have at most %d entries", maxControlList)})
 				continue
 			}
+			seen := make(map[string]int, len(l))
 			for i, v := range l {
+				field := fmt.Sprintf("%s.%s[%d]", prefix, name, i)
 				if !valid(v) {
-					errs = append(errs, FieldError{fmt.Sprintf("%s.%s[%d]", prefix, name, i), "must be " + what})
+					errs = append(errs, FieldError{field, "must be " + what})
+				} else if first, dup := seen[v]; dup {
+					errs = append(errs, FieldError{field, fmt.Sprintf("repeats %q, already entry %d", v, first)})
+				} else {
+					seen[v] = i
 				}
 			}
 		}
@@ -66,6 +72,20 @@ func (c SpendingControls) Validate(prefix string, limits Limits) []FieldError {
 	list("allowed_countries", c.AllowedCountries, "blocked_countries", c.BlockedCountries, ValidCountry, "an ISO 3166-1 alpha-2 country code")
 	slices.SortFunc(errs, func(a, b FieldError) int { return strings.Compare(a.Field, b.Field) })
 	return errs
+}
+
+// Normalized returns the controls in the one form the API shows for each
+// meaning: an empty block-list blocks nothing, exactly as one left out, so
+// it is stored and shown as left out (null). An empty allow-list is refused
+// by Validate, never normalized.
+func (c SpendingControls) Normalized() SpendingControls {
+	if len(c.BlockedMCCs) == 0 {
+		c.BlockedMCCs = nil
+	}
+	if len(c.BlockedCountries) == 0 {
+		c.BlockedCountries = nil
+	}
+	return c
 }
 
 // EffectiveLimits combines a program's limits with a card's controls: the

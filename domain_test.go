@@ -212,6 +212,8 @@ func TestSpendingControlsValidate(t *testing.T) {
 		{"zero", cardrail.SpendingControls{PerAuthorization: ptr(int64(0))}, 1},
 		{"allow and block together", cardrail.SpendingControls{AllowedMCCs: []string{"5411"}, BlockedMCCs: []string{"7995"}}, 1},
 		{"a bad MCC and a bad country", cardrail.SpendingControls{BlockedMCCs: []string{"54a1"}, AllowedCountries: []string{"ZZ"}}, 2},
+		{"an entry twice", cardrail.SpendingControls{BlockedCountries: []string{"US", "GB", "US"}}, 1},
+		{"an entry three times", cardrail.SpendingControls{AllowedMCCs: []string{"5411", "5411", "5411"}}, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -750,6 +750,17 @@ func TestUpdateCardOnlyWhenChanged(t *testing.T) {
 	if n := updates(); n != 2 {
 		t.Fatalf("%d card.updated after clearing the nickname, want 2", n)
 	}
+	// An empty block-list means what one left out means, and reads back
+	// the same way.
+	for _, list := range []string{"blocked_mccs", "blocked_countries"} {
+		r := alice.Must(200, "PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{list: []string{}}})
+		if v, ok := r.JSON()["spending_controls"].(map[string]any)[list]; !ok || v != nil {
+			t.Errorf("empty %s reads back as %v", list, v)
+		}
+	}
+	if r := alice.Do("PATCH", "/managed-cards/"+card+"/", `{"spending_controls":{"blocked_mccs":["7995","7995"]}}`); r.Status != 422 || !strings.Contains(string(r.Body), `"field":"spending_controls.blocked_mccs[1]"`) {
+		t.Errorf("a repeated MCC: %d %s", r.Status, r.Body)
+	}
 	for _, list := range []string{"allowed_mccs", "allowed_countries"} {
 		r := alice.Do("PATCH", "/managed-cards/"+card+"/", map[string]any{"spending_controls": map[string]any{list: []string{}}})
 		if r.Status != 422 || !strings.Contains(string(r.Body), `"field":"spending_controls.`+list+`"`) {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -43,6 +44,17 @@ func TestRequestHygiene(t *testing.T) {
 			if err := r.Decode(&p); err != nil || r.Status != 422 || p.Code != "validation_failed" ||
 				len(p.Errors) != 1 || p.Errors[0].Field != b.field || !strings.Contains(p.Errors[0].Message, "NUL") {
 				t.Errorf("%s %s %s: %d %s, want 422 naming %q", b.method, b.path, b.body, r.Status, r.Body, b.field)
+			}
+		}
+
+		// A merchant with no name but blanks is no merchant: the name is
+		// what a statement shows.
+		for _, name := range []string{"", "   ", "\t\n"} {
+			body, _ := json.Marshal(map[string]any{"amount": 1, "currency": "USD", "merchant": map[string]string{"name": name, "mcc": "5411", "country": "US"}})
+			r := alice.Do("POST", "/managed-cards/"+card+"/authorize/", string(body))
+			errs, _ := r.JSON()["errors"].([]any)
+			if r.Status != 422 || len(errs) != 1 || errs[0].(map[string]any)["field"] != "merchant.name" {
+				t.Errorf("merchant name %q: %d %s, want 422 naming merchant.name", name, r.Status, r.Body)
 			}
 		}
 

@@ -16,6 +16,8 @@ func validateAttempt(a cardrail.AuthorizationAttempt) []cardrail.FieldError {
 	m := a.Merchant
 	if n := utf8.RuneCountInString(m.Name); n == 0 || n > 200 {
 		errs = append(errs, cardrail.FieldError{Field: "merchant.name", Message: "is required, at most 200 characters"})
+	} else if strings.TrimSpace(m.Name) == "" {
+		errs = append(errs, cardrail.FieldError{Field: "merchant.name", Message: "must not be blank"})
 	}
 	if !cardrail.ValidMCC(m.MCC) {
 		errs = append(errs, cardrail.FieldError{Field: "merchant.mcc", Message: "must be a 4-digit merchant category code"})

@@ -88,7 +88,7 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		if errs := p.SpendingControls.Validate("spending_controls", prog.Limits); len(errs) > 0 {
 			return nil, cardrail.Invalid(errs...)
 		}
-		controls = *p.SpendingControls
+		controls = p.SpendingControls.Normalized()
 	}
 	if !prog.Enabled() {
 		return nil, cardrail.Errorf(cardrail.CodeProgramDisabled, "Program %q is disabled.", prog.Code)
@@ -256,7 +256,7 @@ func (s *Service) UpdateCard(ctx context.Context, c cardrail.Caller, ref string,
 			if errs := u.SpendingControls.Validate("spending_controls", prog.Limits); len(errs) > 0 {
 				return cardrail.Invalid(errs...)
 			}
-			card.SpendingControls = *u.SpendingControls
+			card.SpendingControls = u.SpendingControls.Normalized()
 		}
 		if u.Nickname != nil {
 			card.Nickname = u.Nickname
