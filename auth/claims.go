@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -25,6 +26,7 @@ const (
 	msgIssuer         = "The token issuer is not accepted."
 	msgAudience       = "The token audience is not accepted."
 	msgInvalidClaims  = "The token's claims are invalid."
+	msgDateRange      = "The token's exp, nbf or iat is out of range: a NumericDate is seconds since 1970, at most 253402300799 (the end of year 9999)."
 	msgSubject        = "The token has no valid subject."
 	msgCountry        = "The token's country must be a two-letter ISO 3166-1 code in upper case."
 	msgRoles          = "The token's roles must be an array of strings."
@@ -53,7 +55,7 @@ type tokenClaims struct {
 // treated as an absent claim.
 func (c *tokenClaims) caller(livemode bool) (cardrail.Caller, error) {
 	if c.dates != nil {
-		return cardrail.Caller{}, unauthenticated(msgInvalidClaims, c.dates)
+		return cardrail.Caller{}, unauthenticated(c.datesMessage(), c.dates)
 	}
 	if err := checkSubject(c.Subject); err != nil {
 		return cardrail.Caller{}, unauthenticated(msgSubject, err)
@@ -108,11 +110,34 @@ func (c *tokenClaims) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	for name, v := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
-		if len(v) > 0 && string(v) != "null" && v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		if len(v) == 0 || string(v) == "null" {
+			continue
+		}
+		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
 			c.dates = fmt.Errorf("%s is not a number", name)
+			continue
+		}
+		// Far outside this range the library's conversion to a time
+		// wraps around, and a token valid for ever read as long expired.
+		if f, err := strconv.ParseFloat(string(v), 64); err != nil || f < 0 || f > maxNumericDate {
+			c.dates = fmt.Errorf("%s %s: %w", name, v, errDateRange)
 		}
 	}
 	return nil
+}
+
+// maxNumericDate is the last second of year 9999, the latest NumericDate
+// a token may carry.
+const maxNumericDate = 253402300799
+
+var errDateRange = errors.New("out of range")
+
+// datesMessage is the client's message for a failure recorded in dates.
+func (c *tokenClaims) datesMessage() string {
+	if errors.Is(c.dates, errDateRange) {
+		return msgDateRange
+	}
+	return msgInvalidClaims
 }
 
 // decodeOptional decodes raw into dst unless the claim is absent.
@@ -159,6 +184,10 @@ func parseFailure(err error, claims *tokenClaims, issuerRequired bool) error {
 		msg = msgMalformed
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		msg = msgBadSignature
+	case claims.dates != nil:
+		// The library judged the dates it read; what it read was not
+		// the token's.
+		msg = claims.datesMessage()
 	case errors.Is(err, jwt.ErrTokenExpired):
 		msg = msgExpired
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
