@@ -125,7 +125,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		verifier.Close()
 		return nil, fmt.Errorf("seal webhook secrets: %w", err)
 	} else if n > 0 {
-		log.Info("sealed webhook endpoint secrets stored before sealing", "count", n)
+		log.Info("sealed webhook endpoint secrets anew under the current key", "count", n, "key_id", keys.Current())
 	}
 	reg := provider.NewRegistry()
 	adapters := registerSandboxPartners(reg, cvvSecret)
