@@ -196,6 +196,10 @@ func TestConventions(t *testing.T) {
 			if r.Status != 400 || r.Code() != "malformed_request" || !strings.Contains(r.Str("detail"), `\ud800`) {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
+			// In a key too: refused as such, not as an unknown field.
+			if r := alice.Do("POST", "/managed-cards/", `{"program":"usd_visa_virtual","metadata":{"k\udfff":"v"}}`); r.Status != 400 || !strings.Contains(r.Str("detail"), `\udfff`) {
+				t.Fatalf("a lone surrogate in a key: %d %s", r.Status, r.Body)
+			}
 			ok := env.Client("sam", "US").Must(201, "POST", "/managed-cards/", `{"program":"usd_visa_virtual","nickname":"\ud83d\ude00"}`)
 			if ok.Str("nickname") != "\U0001F600" {
 				t.Fatalf("a surrogate pair decoded as %q", ok.Str("nickname"))

@@ -61,14 +61,14 @@ func decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
-	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
-		return err
-	}
 	if esc, lone := loneSurrogate(body); lone {
 		// encoding/json would store U+FFFD in its place, as it would a
 		// byte that is not UTF-8: a name or note silently not the one
 		// sent.
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body escapes a lone UTF-16 surrogate (%s), which is not a character; a character outside the Basic Multilingual Plane is escaped as a pair, high then low.", esc)
+	}
+	if err := exactFields(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	if dec.More() {
 		return cardrail.Errorf(cardrail.CodeMalformedRequest, "The request body holds more than one JSON value.")
