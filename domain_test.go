@@ -224,6 +224,26 @@ func TestSpendingControlsValidate(t *testing.T) {
 	}
 }
 
+func TestNewReferencesAt(t *testing.T) {
+	at := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	before := cardrail.NewReference(cardrail.PrefixAuthorization)
+	refs, now := cardrail.NewReferencesAt(func() time.Time { return at }, cardrail.PrefixAuthorization, cardrail.PrefixEvent, cardrail.PrefixAuthorization)
+	after := cardrail.NewReference(cardrail.PrefixAuthorization)
+	if !now.Equal(at) || len(refs) != 3 {
+		t.Fatalf("NewReferencesAt = %v, %v", refs, now)
+	}
+	for i, prefix := range []string{cardrail.PrefixAuthorization, cardrail.PrefixEvent, cardrail.PrefixAuthorization} {
+		if !cardrail.HasPrefix(refs[i], prefix) {
+			t.Fatalf("reference %d is %q, want the prefix %q", i, refs[i], prefix)
+		}
+	}
+	// One sequence with NewReference: what is minted between two calls
+	// sorts between them.
+	if !(before < refs[0] && refs[0] < refs[2] && refs[2] < after) {
+		t.Fatalf("%s, %v, %s are out of order", before, refs, after)
+	}
+}
+
 func TestReferences(t *testing.T) {
 	a := cardrail.NewReference(cardrail.PrefixCard)
 	time.Sleep(time.Millisecond)

@@ -85,11 +85,17 @@ func (e *Event) AppendJSON(b []byte) ([]byte, error) {
 // NewEvent builds an event about obj; it fails only if obj cannot be
 // rendered, which is a programming error.
 func NewEvent(typ string, livemode bool, objectRef string, obj any, now time.Time) (Event, error) {
+	return NewEventWithID(NewReference(PrefixEvent), typ, livemode, objectRef, obj, now)
+}
+
+// NewEventWithID is NewEvent for an id the caller minted (with
+// NewReferencesAt, beside the time it passes as now).
+func NewEventWithID(id, typ string, livemode bool, objectRef string, obj any, now time.Time) (Event, error) {
 	b, err := json.Marshal(obj)
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{ID: NewReference(PrefixEvent), Object: "event", Type: typ, CreatedAt: now.UTC(),
+	return Event{ID: id, Object: "event", Type: typ, CreatedAt: now.UTC(),
 		Livemode: livemode, Data: EventData{Object: b}, ObjectRef: objectRef}, nil
 }
 

@@ -36,6 +36,32 @@ func NewReference(prefix string) string {
 	refMu.Lock()
 	id := ulid.MustNew(ulid.Timestamp(time.Now()), refEntropy)
 	refMu.Unlock()
+	return render(prefix, id)
+}
+
+// NewReferencesAt mints one reference per prefix and reads clock once,
+// all under the lock that orders references. Of two calls, the one that
+// mints the earlier references also reads the earlier (or the same) time,
+// so objects stamped with that time as their created_at list in
+// created_at order when listed by reference.
+func NewReferencesAt(clock func() time.Time, prefixes ...string) ([]string, time.Time) {
+	ids := make([]ulid.ULID, len(prefixes))
+	refMu.Lock()
+	now := clock()
+	ms := ulid.Timestamp(time.Now())
+	for i := range ids {
+		ids[i] = ulid.MustNew(ms, refEntropy)
+	}
+	refMu.Unlock()
+	refs := make([]string, len(prefixes))
+	for i, prefix := range prefixes {
+		refs[i] = render(prefix, ids[i])
+	}
+	return refs, now
+}
+
+// render writes a reference: its prefix, "_", and the ULID in lowercase.
+func render(prefix string, id ulid.ULID) string {
 	var text [ulid.EncodedSize]byte
 	_ = id.MarshalTextTo(text[:]) // cannot fail: the buffer is the right size
 	var b strings.Builder

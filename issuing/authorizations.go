@@ -42,8 +42,7 @@ func (s *Service) Authorize(ctx context.Context, c cardrail.Caller, ref string, 
 	if !cardrail.HasPrefix(ref, cardrail.PrefixCard) {
 		return nil, cardrail.NotFound("card", ref)
 	}
-	return s.engine.submit(&authJob{ctx: ctx, caller: c, card: ref, attempt: a, done: make(chan authResult, 1),
-		ref: cardrail.NewReference(cardrail.PrefixAuthorization)})
+	return s.engine.submit(&authJob{ctx: ctx, caller: c, card: ref, attempt: a, done: make(chan authResult, 1)})
 }
 
 // Authorization returns one of the caller's authorizations. One still

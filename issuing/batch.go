@@ -47,8 +47,9 @@ type authJob struct {
 	card    string
 	attempt cardrail.AuthorizationAttempt
 	done    chan authResult
-	// ref is the authorization's reference, fixed before the first try so
-	// that a retry can tell whether that try committed.
+	// ref is the authorization's reference, minted by the first try that
+	// reaches its decision (decideBatch's stamp) and kept, so that a
+	// retry can tell whether that try committed.
 	ref string
 	// retry is set when the job is decided again after its batch failed;
 	// uncertain, when that batch's commit went unconfirmed, so it may
@@ -353,17 +354,36 @@ func (e *engine) count(results []authResult) {
 // next attempt on the same card sees), and writes every effect with
 // multi-row statements.
 func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJob) ([]authResult, error) {
-	now := s.now()
-	day, month := cardrail.DayWindow(now), cardrail.MonthWindow(now)
 	refs := make([]string, 0, len(jobs))
 	for _, j := range jobs {
 		refs = append(refs, j.card)
 	}
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
+	day, month := cardrail.DayWindow(s.now()), cardrail.MonthWindow(s.now())
 	locked, err := tx.LockCardsForAuthorization(ctx, refs, day, month)
 	if err != nil {
 		return nil, err
+	}
+	// The batch's time and its authorizations' and events' references come
+	// from one stamp, taken once the cards are locked: another executor's
+	// batch stamped later has later references and a later created_at, so
+	// lists by reference are lists by created_at. (References minted as
+	// requests arrived would not be: a batch's locking read takes a round
+	// trip, and two executors' batches overlap.)
+	prefixes := make([]string, 0, 2*len(jobs))
+	for range jobs {
+		prefixes = append(prefixes, cardrail.PrefixAuthorization, cardrail.PrefixEvent)
+	}
+	stamped, now := cardrail.NewReferencesAt(s.now, prefixes...)
+	if d, m := cardrail.DayWindow(now), cardrail.MonthWindow(now); d != day || m != month {
+		// Midnight UTC passed during the locking read: read the spend
+		// windows again, as of the new day. The rows are this
+		// transaction's already.
+		day, month = d, m
+		if locked, err = tx.LockCardsForAuthorization(ctx, refs, day, month); err != nil {
+			return nil, err
+		}
 	}
 	cards := make(map[string]*cardrail.Card, len(locked))
 	positions := make(map[string]*cardrail.CardPosition, len(locked))
@@ -393,7 +413,11 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 			results[i].err = cardrail.NotFound("card", j.card)
 			continue
 		}
-		if j.retry {
+		if j.ref == "" {
+			j.ref = stamped[2*i]
+		} else if j.retry {
+			// The first try reached its decision and may have
+			// committed it.
 			prior, err := tx.Authorization(ctx, card.Livemode, card.Owner, j.ref)
 			if err == nil {
 				results[i].auth = prior // the failed batch did commit
@@ -420,7 +444,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 			entries = append(entries, e)
 			deltas[card.Reference] += j.attempt.Amount
 		}
-		ev, err := cardrail.NewEvent(cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth, now)
+		ev, err := cardrail.NewEventWithID(stamped[2*i+1], cardrail.EventAuthorizationCreated, auth.Livemode, auth.Reference, auth, now)
 		if err != nil {
 			return nil, err
 		}
