@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
@@ -11,10 +12,13 @@ import (
 // in the operator's own mode; every action writes an audit record.
 func opsRoutes() []route {
 	return []route{
+		{"GET", "/ops/programs/", "opsListPrograms", operator, false, opsListPrograms},
+		{"GET", "/ops/programs/{code}/", "opsGetProgram", operator, false, opsGetProgram},
 		{"POST", "/ops/programs/{code}/enable/", "opsEnableProgram", operator, false, opsProgramEnabled(true)},
 		{"POST", "/ops/programs/{code}/disable/", "opsDisableProgram", operator, false, opsProgramEnabled(false)},
 		{"POST", "/ops/programs/{code}/countries/", "opsProgramCountries", operator, false, opsProgramCountries},
 		{"POST", "/ops/programs/{code}/providers/", "opsProgramProviders", operator, false, opsProgramProviders},
+		{"GET", "/ops/providers/", "opsListProviders", operator, false, opsListProviders},
 		{"POST", "/ops/providers/{name}/enable/", "opsEnableProvider", operator, false, opsProviderEnabled(true)},
 		{"POST", "/ops/providers/{name}/disable/", "opsDisableProvider", operator, false, opsProviderEnabled(false)},
 		{"GET", "/ops/managed-cards/{ref}/", "opsGetCard", operator, false, opsGetCard},
@@ -23,11 +27,13 @@ func opsRoutes() []route {
 		{"POST", "/ops/managed-cards/{ref}/terminate/", "opsTerminateCard", operator, false, opsCardAction(issuing.ActionTerminate)},
 		{"POST", "/ops/managed-cards/{ref}/approve/", "opsApproveCard", operator, false, opsCardAction(issuing.ActionApprove)},
 		{"POST", "/ops/managed-cards/{ref}/reject/", "opsRejectCard", operator, false, opsCardAction(issuing.ActionReject)},
+		{"GET", "/ops/authorizations/{ref}/", "opsGetAuthorization", operator, false, opsGetAuthorization},
 		{"POST", "/ops/authorizations/{ref}/settle/", "opsSettleAuthorization", operator, false, networkEvent(settle, true)},
 		{"POST", "/ops/authorizations/{ref}/reverse/", "opsReverseAuthorization", operator, false, networkEvent(reverse, true)},
 		{"POST", "/ops/authorizations/{ref}/refund/", "opsRefundAuthorization", operator, false, networkEvent(refund, true)},
 		{"POST", "/ops/cardholders/{sub}/verification/", "opsSetVerification", operator, false, opsSetVerification},
 		{"POST", "/ops/wallets/credit/", "opsCreditWallet", operator, false, opsCreditWallet},
+		{"GET", "/ops/disputes/{ref}/", "opsGetDispute", operator, false, opsGetDispute},
 		{"POST", "/ops/disputes/{ref}/submit/", "opsSubmitDispute", operator, false, opsMoveDispute(cardrail.DisputeSubmitted)},
 		{"POST", "/ops/disputes/{ref}/win/", "opsWinDispute", operator, false, opsMoveDispute(cardrail.DisputeWon)},
 		{"POST", "/ops/disputes/{ref}/lose/", "opsLoseDispute", operator, false, opsMoveDispute(cardrail.DisputeLost)},
@@ -35,6 +41,56 @@ func opsRoutes() []route {
 		{"GET", "/ops/events/", "opsListEvents", operator, false, opsEvents},
 		{"GET", "/ops/ledger/balances/", "opsLedgerBalances", operator, false, opsLedgerBalances},
 	}
+}
+
+// opsListPrograms is the mode's whole catalogue, enabled or not, in any
+// market: what an operator enables and activates.
+func opsListPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	ps, err := s.svc.AllPrograms(r.Context(), c)
+	if err != nil {
+		return 0, nil, err
+	}
+	page, err := pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
+	return http.StatusOK, page, err
+}
+
+func opsGetProgram(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	p, err := s.svc.AnyProgram(r.Context(), c, r.PathValue("code"))
+	return http.StatusOK, p, err
+}
+
+// opsListProviders is every partner known to the mode, by name, whole:
+// a handful, so not paged.
+func opsListProviders(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	ps, err := s.svc.Providers(r.Context(), c)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, list[issuing.ProviderStatus]{Object: "list", Data: ps}, nil
+}
+
+// opsGetAuthorization and opsGetDispute show any cardholder's object of
+// the operator's mode, with its owner, as opsGetCard does a card.
+func opsGetAuthorization(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	a, err := s.svc.Authorization(r.Context(), c, r.PathValue("ref"), true)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct {
+		*cardrail.Authorization
+		Owner string `json:"owner"`
+	}{a, a.Owner}, nil
+}
+
+func opsGetDispute(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	d, err := s.svc.Dispute(r.Context(), c, r.PathValue("ref"), true)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct {
+		*cardrail.Dispute
+		Owner string `json:"owner"`
+	}{d, d.Owner}, nil
 }
 
 func opsProgramEnabled(on bool) handler {

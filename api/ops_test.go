@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -358,5 +359,80 @@ func TestDisputes(t *testing.T) {
 				t.Fatalf("%d created, %d updated", len(created), len(updated))
 			}
 		})
+	})
+}
+
+// TestOperatorReads: operators read what they act on. The whole catalogue,
+// disabled programs and programs in no market included; the partners with
+// their switch and breaker; any cardholder's authorization and dispute,
+// with its owner. A verdict on a cardholder is one of a closed set.
+func TestOperatorReads(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op", "US", "ops")
+		alice, mallory := env.Client("alice", "US"), env.Client("mallory", "US")
+
+		ops.Must(200, "POST", "/ops/programs/kes_mastercard_virtual/disable/", nil)
+		codes := func(r *apptest.Response) []string {
+			var out []string
+			for _, p := range r.JSON()["data"].([]any) {
+				out = append(out, p.(map[string]any)["code"].(string))
+			}
+			slices.Sort(out)
+			return out
+		}
+		if got := codes(ops.Must(200, "GET", "/ops/programs/", nil)); !slices.Equal(got, []string{"kes_mastercard_virtual", "ngn_verve_virtual", "usd_visa_virtual"}) {
+			t.Fatalf("operators' catalogue %v", got)
+		}
+		if got := codes(alice.Must(200, "GET", "/programs/", nil)); slices.Contains(got, "kes_mastercard_virtual") {
+			t.Fatalf("a cardholder sees the disabled program: %v", got)
+		}
+		if p := ops.Must(200, "GET", "/ops/programs/kes_mastercard_virtual/", nil); p.Str("status") != "disabled" {
+			t.Fatalf("disabled program reads %s", p.Body)
+		}
+		ops.Must(404, "GET", "/ops/programs/nope/", nil)
+		if r := ops.Must(200, "GET", "/ops/programs/?limit=1", nil); len(r.JSON()["data"].([]any)) != 1 || r.JSON()["has_more"] != true {
+			t.Fatalf("paged catalogue %s", r.Body)
+		}
+
+		ops.Must(200, "POST", "/ops/providers/sandbox_beta/disable/", nil)
+		providers := map[string]map[string]any{}
+		for _, p := range ops.Must(200, "GET", "/ops/providers/", nil).JSON()["data"].([]any) {
+			p := p.(map[string]any)
+			providers[p["name"].(string)] = p
+		}
+		if len(providers) != 4 || providers["sandbox_alpha"]["enabled"] != true || providers["sandbox_beta"]["enabled"] != false ||
+			providers["sandbox_alpha"]["circuit"] != "closed" || providers["sandbox_alpha"]["livemode"] != false {
+			t.Fatalf("providers %v", providers)
+		}
+		if r := ops.Do("GET", "/ops/providers/?limit=2", nil); r.Status != 422 {
+			t.Fatalf("a paged provider list: %d %s", r.Status, r.Body)
+		}
+
+		card := alice.FundedCard(10_000)
+		auth := alice.Must(201, "POST", "/managed-cards/"+card+"/authorize/", apptest.Purchase(4000)).Str("reference")
+		if a := ops.Must(200, "GET", "/ops/authorizations/"+auth+"/", nil); a.Str("owner") != "alice" || a.Str("status") != "pending" || a.Str("reference") != auth {
+			t.Fatalf("operator's authorization %s", a.Body)
+		}
+		alice.Must(200, "POST", "/authorizations/"+auth+"/settle/", nil)
+		dsp := alice.Must(201, "POST", "/disputes/", map[string]any{"authorization": auth, "reason": "fraudulent"}).Str("reference")
+		if d := ops.Must(200, "GET", "/ops/disputes/"+dsp+"/", nil); d.Str("owner") != "alice" || d.Str("status") != "open" || d.Str("authorization") != auth {
+			t.Fatalf("operator's dispute %s", d.Body)
+		}
+		for _, path := range []string{"/ops/authorizations/" + auth + "/", "/ops/disputes/" + dsp + "/", "/ops/programs/", "/ops/providers/"} {
+			if r := mallory.Do("GET", path, nil); r.Status != 403 {
+				t.Fatalf("a cardholder reads %s: %d", path, r.Status)
+			}
+		}
+		ops.Must(404, "GET", "/ops/authorizations/auth_01m85pzhch41z3xs03np47j63w/", nil)
+
+		for _, kyc := range []string{"VERIFIED", "verifed", "Verified", "ok"} {
+			if r := ops.Do("POST", "/ops/cardholders/alice/verification/", map[string]string{"kyc": kyc}); r.Status != 422 {
+				t.Fatalf("verdict %q: %d %s", kyc, r.Status, r.Body)
+			}
+		}
+		if r := ops.Must(200, "POST", "/ops/cardholders/alice/verification/", map[string]string{"kyc": "rejected"}); r.Str("kyc") != "rejected" {
+			t.Fatalf("%s", r.Body)
+		}
 	})
 }

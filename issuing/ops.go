@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/provider"
 )
 
 // audit records an operator action in the transaction that performs it, so
@@ -195,26 +195,15 @@ func (s *Service) changeProgram(ctx context.Context, c cardrail.Caller, code, ac
 // SetProviderEnabled switches a provider on or off for routing in the
 // operator's mode. The provider must be registered or named by a program.
 func (s *Service) SetProviderEnabled(ctx context.Context, c cardrail.Caller, name string, enabled bool) (*cardrail.ProviderState, error) {
-	known := false
-	// A partner is known to a mode when an adapter for that mode is
-	// registered under the name (sandbox adapters never serve production),
-	// or when one of the mode's programs routes to it.
-	if p, ok := s.registry.Lookup(name); ok && p.Sandbox() != c.Livemode {
-		known = true
-	} else {
-		programs, err := s.store.Programs(ctx, c.Livemode)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range programs {
-			known = known || slices.Contains(p.Providers, name)
-		}
+	known, err := s.providerNames(ctx, c.Livemode)
+	if err != nil {
+		return nil, err
 	}
-	if !known {
+	if !slices.Contains(known, name) {
 		return nil, cardrail.NotFound("provider", name)
 	}
 	st := &cardrail.ProviderState{Name: name, Enabled: enabled, Livemode: c.Livemode}
-	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+	err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
 		states, err := tx.ProviderStates(ctx, c.Livemode)
 		if err != nil {
 			return err
@@ -230,14 +219,90 @@ func (s *Service) SetProviderEnabled(ctx context.Context, c cardrail.Caller, nam
 	return st, cardrail.WithOp("ops.Provider", err)
 }
 
+// providerNames are the partners known to a mode, sorted: those with an
+// adapter for the mode registered under the name (sandbox adapters never
+// serve production), and those one of the mode's programs routes to.
+func (s *Service) providerNames(ctx context.Context, livemode bool) ([]string, error) {
+	var names []string
+	for _, name := range s.registry.Names() {
+		if p, ok := s.registry.Lookup(name); ok && p.Sandbox() != livemode {
+			names = append(names, name)
+		}
+	}
+	programs, err := s.store.Programs(ctx, livemode)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range programs {
+		names = append(names, p.Providers...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
+}
+
+// ProviderStatus is a partner as operators see it: whether routing may use
+// it in the mode, and this server's circuit breaker for it.
+type ProviderStatus struct {
+	cardrail.ProviderState
+	// Circuit is closed (calls go through), open (calls are skipped
+	// after repeated failures until the cooldown passes) or half_open
+	// (one trial call may go through). Each server keeps its own.
+	Circuit provider.BreakerState `json:"circuit"`
+}
+
+// Providers lists the partners known to the operator's mode, by name.
+func (s *Service) Providers(ctx context.Context, c cardrail.Caller) ([]ProviderStatus, error) {
+	names, err := s.providerNames(ctx, c.Livemode)
+	if err != nil {
+		return nil, cardrail.WithOp("ops.Providers", err)
+	}
+	states, err := s.store.ProviderStates(ctx, c.Livemode)
+	if err != nil {
+		return nil, cardrail.WithOp("ops.Providers", err)
+	}
+	circuits := map[string]provider.BreakerState{}
+	for _, st := range s.router.Stats() {
+		circuits[st.Name] = st.Breaker
+	}
+	out := make([]ProviderStatus, 0, len(names))
+	for _, name := range names {
+		on, touched := states[name]
+		circuit, ok := circuits[name]
+		if !ok {
+			circuit = provider.BreakerClosed // never called by this server
+		}
+		out = append(out, ProviderStatus{ProviderState: cardrail.ProviderState{Name: name, Enabled: on || !touched, Livemode: c.Livemode}, Circuit: circuit})
+	}
+	return out, nil
+}
+
+// AllPrograms lists every program of the operator's mode, enabled or not,
+// in any market.
+func (s *Service) AllPrograms(ctx context.Context, c cardrail.Caller) ([]cardrail.Program, error) {
+	ps, err := s.store.Programs(ctx, c.Livemode)
+	return ps, cardrail.WithOp("ops.Programs", err)
+}
+
+// AnyProgram returns one program of the operator's mode, enabled or not.
+func (s *Service) AnyProgram(ctx context.Context, c cardrail.Caller, code string) (*cardrail.Program, error) {
+	p, err := s.store.Program(ctx, c.Livemode, code)
+	return lookup(p, err, "program", code)
+}
+
+// Verdicts are the values an operator may set as a cardholder's kyc. Only
+// verified lets a production cardholder be issued cards; the others say
+// why not. A closed set, so that a typo ("Verified", "verifed") is refused
+// rather than silently leaving the cardholder unverified.
+var Verdicts = []string{cardrail.KYCVerified, "pending", "rejected", "unverified"}
+
 // SetVerification records an operator's verdict on a cardholder; it
 // overrides the token's kyc claim from then on.
 func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subject, kyc string) (*cardrail.Cardholder, error) {
 	if err := checkSubject(subject); err != nil {
 		return nil, err
 	}
-	if kyc == "" || utf8.RuneCountInString(kyc) > 32 {
-		return nil, cardrail.Invalid(cardrail.FieldError{Field: "kyc", Message: "must be 1 to 32 characters, e.g. verified"})
+	if !slices.Contains(Verdicts, kyc) {
+		return nil, cardrail.Invalid(cardrail.FieldError{Field: "kyc", Message: "must be one of verified, pending, rejected or unverified"})
 	}
 	ch := &cardrail.Cardholder{Subject: subject, KYC: kyc, Livemode: c.Livemode, UpdatedAt: s.now()}
 	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
