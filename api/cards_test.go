@@ -441,6 +441,20 @@ func TestModesAndProductionGating(t *testing.T) {
 			}
 			ops.Must(200, "POST", "/ops/providers/partner_ng/disable/", nil)
 			ops.Must(200, "POST", "/ops/providers/partner_ng/enable/", nil)
+			// Nor to script, nor to list: production's partners are the
+			// ones its programs route to.
+			if r := ops.Do("POST", "/ops/providers/sandbox_alpha/simulate/", map[string]any{"outcome": "error"}); r.Status != 403 || r.Code() != "sandbox_only" {
+				t.Fatalf("production scripted a partner: %d %s", r.Status, r.Body)
+			}
+			for _, p := range ops.Must(200, "GET", "/ops/providers/", nil).JSON()["data"].([]any) {
+				if p := p.(map[string]any); p["livemode"] != true || strings.HasPrefix(p["name"].(string), "sandbox_") {
+					t.Fatalf("production lists the partner %v", p)
+				}
+			}
+			// The catalogue operators open holds the disabled programs too.
+			if p := ops.Must(200, "GET", "/ops/programs/ngn_verve_virtual/", nil); p.Str("status") != "disabled" || p.JSON()["livemode"] != true {
+				t.Fatalf("production's disabled program: %s", p.Body)
+			}
 		})
 		t.Run("an operator's verification overrides the token", func(t *testing.T) {
 			ctx := context.Background()

@@ -21,6 +21,7 @@ func opsRoutes() []route {
 		{"GET", "/ops/providers/", "opsListProviders", operator, false, opsListProviders},
 		{"POST", "/ops/providers/{name}/enable/", "opsEnableProvider", operator, false, opsProviderEnabled(true)},
 		{"POST", "/ops/providers/{name}/disable/", "opsDisableProvider", operator, false, opsProviderEnabled(false)},
+		{"POST", "/ops/providers/{name}/simulate/", "opsSimulateProvider", operator, false, opsSimulateProvider},
 		{"GET", "/ops/managed-cards/{ref}/", "opsGetCard", operator, false, opsGetCard},
 		{"POST", "/ops/managed-cards/{ref}/block/", "opsBlockCard", operator, false, opsCardAction(issuing.ActionBlock)},
 		{"POST", "/ops/managed-cards/{ref}/unblock/", "opsUnblockCard", operator, false, opsCardAction(issuing.ActionUnblock)},
@@ -67,6 +68,20 @@ func opsListProviders(s *Server, r *http.Request, c cardrail.Caller) (int, any, 
 		return 0, nil, err
 	}
 	return http.StatusOK, list[issuing.ProviderStatus]{Object: "list", Data: ps}, nil
+}
+
+type simulateRequest struct {
+	Outcome string `json:"outcome"`
+	DelayMS int64  `json:"delay_ms"`
+}
+
+func opsSimulateProvider(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	var req simulateRequest
+	if err := decode(r, &req); err != nil {
+		return 0, nil, err
+	}
+	sim, err := s.svc.SimulateProvider(r.Context(), c, r.PathValue("name"), req.Outcome, req.DelayMS)
+	return http.StatusOK, sim, err
 }
 
 // opsGetAuthorization and opsGetDispute show any cardholder's object of

@@ -436,3 +436,68 @@ func TestOperatorReads(t *testing.T) {
 		}
 	})
 }
+
+// TestSimulatedPartners: an operator scripts the sandbox partners through
+// the API, and routing's every outcome shows: failover past a refusing
+// partner, a card held for review and approved, a card no partner issued.
+func TestSimulatedPartners(t *testing.T) {
+	env := apptest.New(t, testdb.URL(t, "sqlite"))
+	ops := env.Client("op", "US", "ops")
+	alice := env.Client("alice", "US")
+	simulate := func(name, outcome string) {
+		t.Helper()
+		r := ops.Must(200, "POST", "/ops/providers/"+name+"/simulate/", map[string]any{"outcome": outcome})
+		if r.Str("outcome") != outcome || r.Str("name") != name || r.Str("object") != "provider_simulation" {
+			t.Fatalf("simulate %s %s: %s", name, outcome, r.Body)
+		}
+	}
+	t.Cleanup(func() { simulate("sandbox_alpha", "normal"); simulate("sandbox_beta", "normal") })
+	card := func() *apptest.Response {
+		t.Helper()
+		return alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"})
+	}
+
+	simulate("sandbox_alpha", "error")
+	if c := card(); c.Str("status") != "active" || c.Str("provider") != "sandbox_beta" {
+		t.Fatalf("with the first partner refusing: %s", c.Body)
+	}
+	simulate("sandbox_beta", "review")
+	held := card()
+	if held.Str("status") != "under_review" || held.Str("provider") != "sandbox_beta" {
+		t.Fatalf("with the second partner reviewing: %s", held.Body)
+	}
+	if a := ops.Must(200, "POST", "/ops/managed-cards/"+held.Str("reference")+"/approve/", nil); a.Str("status") != "active" {
+		t.Fatalf("approved: %s", a.Body)
+	}
+	simulate("sandbox_beta", "error")
+	if c := card(); c.Str("status") != "failed" {
+		t.Fatalf("with every partner refusing: %s", c.Body)
+	}
+
+	audit := ops.Must(200, "GET", "/ops/audit-log/?limit=100", nil).JSON()["data"].([]any)
+	n := 0
+	for _, rec := range audit {
+		if rec.(map[string]any)["action"] == "provider.simulated" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d provider.simulated audit records, want 3", n)
+	}
+	for _, tc := range []struct {
+		path, body string
+		status     int
+	}{
+		{"/ops/providers/sandbox_alpha/simulate/", `{"outcome":"explode"}`, 422},
+		{"/ops/providers/sandbox_alpha/simulate/", `{"outcome":"error","delay_ms":10001}`, 422},
+		{"/ops/providers/sandbox_alpha/simulate/", `{}`, 422},
+		{"/ops/providers/acme_bank/simulate/", `{"outcome":"error"}`, 404},
+	} {
+		if r := ops.Do("POST", tc.path, tc.body); r.Status != tc.status {
+			t.Errorf("%s %s: %d %s, want %d", tc.path, tc.body, r.Status, r.Body, tc.status)
+		}
+	}
+	if r := alice.Do("POST", "/ops/providers/sandbox_alpha/simulate/", `{"outcome":"error"}`); r.Status != 403 {
+		t.Fatalf("a cardholder scripted a partner: %d", r.Status)
+	}
+}

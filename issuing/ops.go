@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/provider"
@@ -274,6 +276,65 @@ func (s *Service) Providers(ctx context.Context, c cardrail.Caller) ([]ProviderS
 		out = append(out, ProviderStatus{ProviderState: cardrail.ProviderState{Name: name, Enabled: on || !touched, Livemode: c.Livemode}, Circuit: circuit})
 	}
 	return out, nil
+}
+
+// simulator is a sandbox partner whose answers operators can script
+// (provider/sandbox.Adapter).
+type simulator interface {
+	Outcomes() []string
+	Simulate(outcome string, delay time.Duration) error
+	Simulation() (string, time.Duration)
+}
+
+// maxSimulatedDelay bounds a simulated partner's added latency: past the
+// router's 5 s attempt timeout it shows nothing more.
+const maxSimulatedDelay = 10 * time.Second
+
+// ProviderSimulation is how a sandbox partner answers card requests on
+// this server.
+type ProviderSimulation struct {
+	Object   string `json:"object"`
+	Name     string `json:"name"`
+	Outcome  string `json:"outcome"`
+	DelayMS  int64  `json:"delay_ms"`
+	Livemode bool   `json:"livemode"`
+}
+
+// SimulateProvider scripts a sandbox partner, so that failover, a partner
+// timing out, a card held for review and a card no partner issued can all
+// be rehearsed through the API. Audited; it applies to this server
+// process, whose adapters are in memory, once the audit record commits.
+func (s *Service) SimulateProvider(ctx context.Context, c cardrail.Caller, name, outcome string, delayMS int64) (*ProviderSimulation, error) {
+	if c.Livemode {
+		return nil, cardrail.Errorf(cardrail.CodeSandboxOnly, "Partner simulation exists in sandbox only.")
+	}
+	p, ok := s.registry.Lookup(name)
+	sim, scriptable := p.(simulator)
+	if !ok || !p.Sandbox() || !scriptable {
+		return nil, cardrail.NotFound("provider", name)
+	}
+	var errs []cardrail.FieldError
+	if !slices.Contains(sim.Outcomes(), outcome) {
+		errs = append(errs, cardrail.FieldError{Field: "outcome", Message: "must be one of " + strings.Join(sim.Outcomes(), ", ")})
+	}
+	if delayMS < 0 || delayMS > maxSimulatedDelay.Milliseconds() {
+		errs = append(errs, cardrail.FieldError{Field: "delay_ms", Message: fmt.Sprintf("must be from 0 to %d", maxSimulatedDelay.Milliseconds())})
+	}
+	if len(errs) > 0 {
+		return nil, cardrail.Invalid(errs...)
+	}
+	was, wasDelay := sim.Simulation()
+	before := ProviderSimulation{Object: "provider_simulation", Name: name, Outcome: was, DelayMS: wasDelay.Milliseconds()}
+	after := ProviderSimulation{Object: "provider_simulation", Name: name, Outcome: outcome, DelayMS: delayMS}
+	if err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		return s.audit(ctx, tx, c, "provider.simulated", name, before, after)
+	}); err != nil {
+		return nil, cardrail.WithOp("ops.SimulateProvider", err)
+	}
+	if err := sim.Simulate(outcome, time.Duration(delayMS)*time.Millisecond); err != nil {
+		return nil, cardrail.WithOp("ops.SimulateProvider", err)
+	}
+	return &after, nil
 }
 
 // AllPrograms lists every program of the operator's mode, enabled or not,

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,6 +148,34 @@ func (a *Adapter) SetFailure(mode FailMode, delay time.Duration) {
 	defer a.mu.Unlock()
 	a.mode = mode
 	a.delay = delay
+}
+
+// Outcomes name the failure modes for the operators' simulation endpoint,
+// in FailMode order.
+var Outcomes = []string{"normal", "error", "timeout", "review"}
+
+// Simulate is SetFailure by name (one of Outcomes): how the partner answers
+// card requests on this server from now on.
+func (a *Adapter) Simulate(outcome string, delay time.Duration) error {
+	i := slices.Index(Outcomes, outcome)
+	if i < 0 {
+		return fmt.Errorf("sandbox %s: no outcome %q", a.name, outcome)
+	}
+	a.SetFailure(FailMode(i), delay)
+	return nil
+}
+
+// Outcomes lists the names Simulate takes.
+func (a *Adapter) Outcomes() []string { return Outcomes }
+
+// Simulation reports what Simulate (or SetFailure) last set.
+func (a *Adapter) Simulation() (string, time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if int(a.mode) < len(Outcomes) {
+		return Outcomes[a.mode], a.delay
+	}
+	return a.mode.String(), a.delay
 }
 
 // Calls returns how many Issue calls reached the adapter, replays included,
