@@ -360,7 +360,8 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 	}
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
-	day, month := cardrail.DayWindow(s.now()), cardrail.MonthWindow(s.now())
+	first := s.now()
+	day, month := cardrail.DayWindow(first), cardrail.MonthWindow(first)
 	locked, err := tx.LockCardsForAuthorization(ctx, refs, day, month)
 	if err != nil {
 		return nil, err
