@@ -16,8 +16,13 @@ func listPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
+	page, err := programPage(r, ps)
 	return http.StatusOK, page, err
+}
+
+// programPage pages programs, keyed by code, as every short list is paged.
+func programPage(r *http.Request, ps []cardrail.Program) (list[cardrail.Program], error) {
+	return pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
 }
 
 func getProgram(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {

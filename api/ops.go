@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
@@ -51,7 +50,7 @@ func opsListPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, e
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
+	page, err := programPage(r, ps)
 	return http.StatusOK, page, err
 }
 
