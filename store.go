@@ -171,6 +171,9 @@ type Tx interface {
 	MarkIdempotent(ctx context.Context, marks []IdempotencyMark) error
 
 	SetCardholder(ctx context.Context, c *Cardholder) error
+	// DeleteCardholder removes an operator's verdict, reporting whether
+	// there was one.
+	DeleteCardholder(ctx context.Context, livemode bool, subject string) (bool, error)
 	InsertEvent(ctx context.Context, e *Event) error
 	InsertAudit(ctx context.Context, a *AuditRecord) error
 	SetSetting(ctx context.Context, key, value string) error

@@ -465,6 +465,30 @@ func TestModesAndProductionGating(t *testing.T) {
 			}
 			env.WithToken(mint("bob", "NG", "")).Must(201, "POST", "/managed-cards/", map[string]any{"program": "ngn_live"})
 		})
+		t.Run("an operator's verdict overrides the token until it is cleared", func(t *testing.T) {
+			ops := env.WithToken(mint("jane", "US", "verified", "ops"))
+			carol := env.WithToken(mint("carol", "NG", "verified"))
+			ops.Must(200, "POST", "/ops/cardholders/carol/verification/", map[string]any{"kyc": "rejected"})
+			if r := carol.Do("POST", "/managed-cards/", map[string]any{"program": "ngn_live"}); r.Status != 403 || r.Code() != "verification_required" {
+				t.Fatalf("rejected by an operator: %d %s", r.Status, r.Body)
+			}
+			cleared := ops.Must(200, "DELETE", "/ops/cardholders/carol/verification/", nil)
+			if v, ok := cleared.JSON()["kyc"]; !ok || v != nil || cleared.JSON()["deleted"] != true || cleared.JSON()["livemode"] != true {
+				t.Fatalf("cleared: %s", cleared.Body)
+			}
+			carol.Must(201, "POST", "/managed-cards/", map[string]any{"program": "ngn_live"})
+			ops.Must(404, "DELETE", "/ops/cardholders/carol/verification/", nil)
+			var found bool
+			for _, rec := range ops.Must(200, "GET", "/ops/audit-log/", nil).JSON()["data"].([]any) {
+				rec := rec.(map[string]any)
+				if rec["action"] == "cardholder.verification_cleared" && rec["target"] == "carol" {
+					found = rec["before"].(map[string]any)["kyc"] == "rejected" && rec["after"] == nil
+				}
+			}
+			if !found {
+				t.Fatal("no cardholder.verification_cleared audit record with the verdict before and nothing after")
+			}
+		})
 		t.Run("card details are never revealed in production", func(t *testing.T) {
 			r := liveAlice.Do("GET", "/managed-cards/"+liveCard.Str("reference")+"/details/", nil)
 			if r.Status != 403 || r.Code() != "sandbox_only" {

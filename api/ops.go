@@ -32,6 +32,7 @@ func opsRoutes() []route {
 		{"POST", "/ops/authorizations/{ref}/reverse/", "opsReverseAuthorization", operator, false, networkEvent(reverse, true)},
 		{"POST", "/ops/authorizations/{ref}/refund/", "opsRefundAuthorization", operator, false, networkEvent(refund, true)},
 		{"POST", "/ops/cardholders/{sub}/verification/", "opsSetVerification", operator, false, opsSetVerification},
+		{"DELETE", "/ops/cardholders/{sub}/verification/", "opsClearVerification", operator, false, opsClearVerification},
 		{"POST", "/ops/wallets/credit/", "opsCreditWallet", operator, false, opsCreditWallet},
 		{"GET", "/ops/disputes/{ref}/", "opsGetDispute", operator, false, opsGetDispute},
 		{"POST", "/ops/disputes/{ref}/submit/", "opsSubmitDispute", operator, false, opsMoveDispute(cardrail.DisputeSubmitted)},
@@ -290,4 +291,23 @@ func opsLedgerBalances(s *Server, r *http.Request, c cardrail.Caller) (int, any,
 		cb.Total += b.Balance
 	}
 	return http.StatusOK, out, nil
+}
+
+// opsClearVerification removes an operator's verdict: the answer says
+// the override is gone (kyc null) and the token's claim decides again.
+func opsClearVerification(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
+	if err := decode(r, &emptyRequest{}); err != nil {
+		return 0, nil, err
+	}
+	sub := r.PathValue("sub")
+	if err := s.svc.ClearVerification(r.Context(), c, sub); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, struct {
+		Object   string  `json:"object"`
+		Subject  string  `json:"subject"`
+		KYC      *string `json:"kyc"`
+		Livemode bool    `json:"livemode"`
+		Deleted  bool    `json:"deleted"`
+	}{"cardholder", sub, nil, c.Livemode, true}, nil
 }

@@ -383,6 +383,29 @@ func (s *Service) SetVerification(ctx context.Context, c cardrail.Caller, subjec
 	return ch, cardrail.WithOp("ops.Verification", err)
 }
 
+// ClearVerification removes an operator's verdict on a cardholder, so the
+// token's kyc claim decides again. A cardholder with no verdict is not
+// found.
+func (s *Service) ClearVerification(ctx context.Context, c cardrail.Caller, subject string) error {
+	if err := checkSubject(subject); err != nil {
+		return err
+	}
+	err := s.store.Tx(ctx, func(tx cardrail.Tx) error {
+		before, err := tx.Cardholder(ctx, c.Livemode, subject)
+		if errors.Is(err, cardrail.ErrNoRows) {
+			return cardrail.Errorf(cardrail.CodeNotFound, "No operator verdict on cardholder %q: the token's kyc claim decides.", subject)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.DeleteCardholder(ctx, c.Livemode, subject); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, c, "cardholder.verification_cleared", subject, before, nil)
+	})
+	return cardrail.WithOp("ops.ClearVerification", err)
+}
+
 // checkSubject holds an operator's sub to the rule a token's sub is held
 // to, so no wallet or cardholder is made for a user no token can name.
 func checkSubject(subject string) error {

@@ -60,6 +60,12 @@ func (q *queries) SetCardholder(ctx context.Context, c *cardrail.Cardholder) err
 	return err
 }
 
+// DeleteCardholder implements cardrail.Tx.
+func (q *queries) DeleteCardholder(ctx context.Context, livemode bool, subject string) (bool, error) {
+	n, err := q.q.Exec(ctx, `DELETE FROM cardholders WHERE livemode = $1 AND subject = $2`, livemode, subject)
+	return n > 0, err
+}
+
 // InsertEvent implements cardrail.Tx: the outbox row of the change being
 // committed with it.
 func (q *queries) InsertEvent(ctx context.Context, e *cardrail.Event) error {
