@@ -12,8 +12,9 @@ import (
 // TestListsAgreeWithCreatedAt races authorizations on cards that different
 // engine executors decide (two on PostgreSQL, by default, on this
 // project's machine), and reads the caller's whole authorization list and
-// the operator's list of their events back: ordered by reference, newest
-// first, neither's created_at may ever rise.
+// the operator's list of events back (funding runs beside them, so the
+// service's other path writes events at the same time): ordered by
+// reference, newest first, no list's created_at may ever rise.
 func TestListsAgreeWithCreatedAt(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		env := apptest.New(t, url)
@@ -23,8 +24,21 @@ func TestListsAgreeWithCreatedAt(t *testing.T) {
 		for i := range refs {
 			refs[i] = alice.FundedCard(100_000)
 		}
+		alice.Must(200, "POST", "/sandbox/wallets/deposit/", map[string]any{"amount": 1000, "currency": "USD"})
 		var wg sync.WaitGroup
 		for _, card := range refs {
+			// Funding beside the authorizations: events from the
+			// service's other path, written concurrently.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 5 {
+					if r := alice.Do("POST", "/managed-cards/"+card+"/fund/", map[string]any{"amount": 1}); r.Status != 200 {
+						t.Errorf("fund: %d %s", r.Status, r.Body)
+						return
+					}
+				}
+			}()
 			for range 2 {
 				wg.Add(1)
 				go func() {
@@ -40,20 +54,16 @@ func TestListsAgreeWithCreatedAt(t *testing.T) {
 		}
 		wg.Wait()
 		ops := env.Client("root", "US", "ops")
-		for _, list := range []struct {
-			client   *apptest.Client
-			path, id string
-		}{
-			{alice, "/authorizations/?limit=100", "reference"},
-			{ops, "/ops/events/?limit=100&type=card.authorization.created", "id"},
-		} {
-			inCreatedOrder(t, list.client, list.path, list.id, cards*each)
-		}
+		inCreatedOrder(t, alice, "/authorizations/?limit=100", "reference", cards*each)
+		inCreatedOrder(t, ops, "/ops/events/?limit=100&type=card.authorization.created", "id", cards*each)
+		inCreatedOrder(t, ops, "/ops/events/?limit=100&type=card.funded", "id", cards*(5+1))
+		inCreatedOrder(t, ops, "/ops/events/?limit=100", "id", -1)
 	})
 }
 
 // inCreatedOrder reads a whole list and checks it is newest first by its
-// id field and never rises in created_at.
+// id field and never rises in created_at; want is its length, or -1 for
+// any.
 func inCreatedOrder(t *testing.T, c *apptest.Client, path, id string, want int) {
 	t.Helper()
 	var created []time.Time
@@ -75,7 +85,7 @@ func inCreatedOrder(t *testing.T, c *apptest.Client, path, id string, want int) 
 		}
 		cursor = "&cursor=" + next
 	}
-	if len(ids) != want {
+	if want >= 0 && len(ids) != want {
 		t.Fatalf("%s: listed %d, want %d", path, len(ids), want)
 	}
 	for i := 1; i < len(ids); i++ {

@@ -73,9 +73,12 @@ func lookup[T any](v T, err error, object, ref string) (T, error) {
 	return v, err
 }
 
-// emit writes an event about obj in the transaction.
+// emit writes an event about obj in the transaction. Its id and time are
+// one stamp (cardrail.NewReferencesAt), so the events list, ordered by id,
+// is in created_at order too within this server.
 func (s *Service) emit(ctx context.Context, tx cardrail.Tx, typ string, livemode bool, objectRef string, obj any) error {
-	e, err := cardrail.NewEvent(typ, livemode, objectRef, obj, s.now())
+	id, now := cardrail.NewReferencesAt(s.now, cardrail.PrefixEvent)
+	e, err := cardrail.NewEventWithID(id[0], typ, livemode, objectRef, obj, now)
 	if err != nil {
 		return fmt.Errorf("event %s: %w", typ, err)
 	}
