@@ -210,7 +210,6 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 		if err := e.Validate(); err != nil {
 			return err
 		}
-		e.Reference = cardrail.NewReference(cardrail.PrefixEntry)
 		for _, l := range e.Lines {
 			if _, seen := deltas[l.Account]; !seen {
 				accounts = append(accounts, l.Account)
@@ -251,7 +250,7 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 				return fmt.Errorf("post batch balances: %w", err)
 			}
 		}
-		return q.insertLines(ctx, entries, final, now)
+		return q.insertLines(ctx, entries, final)
 	}
 	var err error
 	for _, st := range q.balanceUpdates(accounts, deltas) {
@@ -273,7 +272,7 @@ func (q *queries) PostBatch(ctx context.Context, entries []ledger.Entry, known m
 			return &ledger.InsufficientFunds{Account: a}
 		}
 	}
-	return q.insertLines(ctx, entries, final, now)
+	return q.insertLines(ctx, entries, final)
 }
 
 // balanceUpdates renders the statements that move each account by its
@@ -342,16 +341,30 @@ func allKnown(accounts []string, known map[string]int64) bool {
 
 // insertLines writes the entries and their lines; final holds each
 // account's balance after all of them, from which each line's
-// balance_after is derived backwards.
-func (q *queries) insertLines(ctx context.Context, entries []ledger.Entry, final map[string]int64, now int64) error {
+// balance_after is derived backwards. Every account is locked by now, so
+// the one stamp that names the entries and lines and dates them comes after
+// any other transaction's on the same accounts: an account's lines list in
+// the order they were applied, and in created_at order.
+func (q *queries) insertLines(ctx context.Context, entries []ledger.Entry, final map[string]int64) error {
 	type line struct {
 		ref, entry, account string
 		amount, after       int64
 	}
+	prefixes := make([]string, 0, 3*len(entries))
+	for i := range entries {
+		prefixes = append(prefixes, cardrail.PrefixEntry)
+		for range entries[i].Lines {
+			prefixes = append(prefixes, cardrail.PrefixTransaction)
+		}
+	}
+	refs, at := cardrail.NewReferencesAt(q.now, prefixes...)
+	now := micros(at)
 	var lines []line
 	for i := range entries {
+		entries[i].Reference, refs = refs[0], refs[1:]
 		for _, l := range entries[i].Lines {
-			lines = append(lines, line{ref: cardrail.NewReference(cardrail.PrefixTransaction), entry: entries[i].Reference, account: l.Account, amount: l.Amount})
+			lines = append(lines, line{ref: refs[0], entry: entries[i].Reference, account: l.Account, amount: l.Amount})
+			refs = refs[1:]
 		}
 	}
 	running := final
@@ -360,15 +373,15 @@ func (q *queries) insertLines(ctx context.Context, entries []ledger.Entry, final
 		running[lines[i].account] -= lines[i].amount
 	}
 	n := len(entries)
-	refs, types, currencies := make([]string, n), make([]string, n), make([]string, n)
+	erefs, types, currencies := make([]string, n), make([]string, n), make([]string, n)
 	modes, created := make([]bool, n), make([]int64, n)
 	cards, auths, disputes := make([]*string, n), make([]*string, n), make([]*string, n)
 	for i, e := range entries {
-		refs[i], modes[i], types[i], currencies[i], created[i] = e.Reference, e.Livemode, e.Type, e.Currency, now
+		erefs[i], modes[i], types[i], currencies[i], created[i] = e.Reference, e.Livemode, e.Type, e.Currency, now
 		cards[i], auths[i], disputes[i] = nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute)
 	}
 	if err := q.insertRows(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)`, "",
-		textCol(refs), boolCol(modes), textCol(types), textCol(currencies), nullTextCol(cards), nullTextCol(auths), nullTextCol(disputes), bigintCol(created)); err != nil {
+		textCol(erefs), boolCol(modes), textCol(types), textCol(currencies), nullTextCol(cards), nullTextCol(auths), nullTextCol(disputes), bigintCol(created)); err != nil {
 		return fmt.Errorf("insert entries: %w", err)
 	}
 	m := len(lines)

@@ -82,20 +82,14 @@ func (q *queries) Post(ctx context.Context, e *ledger.Entry) error {
 }
 
 func (q *queries) post(ctx context.Context, e *ledger.Entry) error {
-	now := micros(q.now())
-	e.Reference = cardrail.NewReference(cardrail.PrefixEntry)
-	if _, err := q.q.Exec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Reference, e.Livemode, e.Type, e.Currency,
-		nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute), now); err != nil {
-		return fmt.Errorf("insert entry: %w", err)
-	}
 	lines := slices.Clone(e.Lines)
 	slices.SortStableFunc(lines, func(a, b ledger.Line) int { return cmp.Compare(a.Account, b.Account) })
-	for _, l := range lines {
+	afters := make([]int64, len(lines))
+	for i, l := range lines {
 		kind := ledger.KindOf(l.Account)
 		if !kind.Floored() {
 			if _, err := q.q.Exec(ctx, `INSERT INTO accounts (id, kind, livemode, currency, balance, created_at)
-				VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (id) DO NOTHING`, l.Account, string(kind), e.Livemode, e.Currency, now); err != nil {
+				VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (id) DO NOTHING`, l.Account, string(kind), e.Livemode, e.Currency, micros(q.now())); err != nil {
 				return fmt.Errorf("ensure system account: %w", err)
 			}
 		}
@@ -108,11 +102,10 @@ func (q *queries) post(ctx context.Context, e *ledger.Entry) error {
 		} else {
 			lo -= l.Amount
 		}
-		var after int64
 		err := q.q.QueryRow(ctx, `UPDATE accounts SET balance = balance + $1
 			WHERE id = $2 AND currency = $3 AND livemode = $4 AND balance >= $5 AND balance <= $6
 			AND (balance >= $7 OR kind NOT IN ('wallet', 'card_available', 'card_held'))
-			RETURNING balance`, l.Amount, l.Account, e.Currency, e.Livemode, lo, hi, -l.Amount).Scan(&after)
+			RETURNING balance`, l.Amount, l.Account, e.Currency, e.Livemode, lo, hi, -l.Amount).Scan(&afters[i])
 		if notFound(err) {
 			var balance int64
 			if err2 := q.q.QueryRow(ctx, `SELECT balance FROM accounts WHERE id = $1 AND currency = $2 AND livemode = $3`,
@@ -127,8 +120,26 @@ func (q *queries) post(ctx context.Context, e *ledger.Entry) error {
 		if err != nil {
 			return fmt.Errorf("post %s line %s: %w", e.Type, l.Account, err)
 		}
+	}
+	// Every account is locked now, so this stamp comes after any other
+	// transaction's on them: an account's lines list in the order they were
+	// applied, and in created_at order (see insertLines).
+	prefixes := make([]string, 1+len(lines))
+	prefixes[0] = cardrail.PrefixEntry
+	for i := range lines {
+		prefixes[1+i] = cardrail.PrefixTransaction
+	}
+	refs, at := cardrail.NewReferencesAt(q.now, prefixes...)
+	now := micros(at)
+	e.Reference = refs[0]
+	if _, err := q.q.Exec(ctx, `INSERT INTO journal_entries (reference, livemode, type, currency, card, authorization_ref, dispute, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, e.Reference, e.Livemode, e.Type, e.Currency,
+		nullable(e.Card), nullable(e.Authorization), nullable(e.Dispute), now); err != nil {
+		return fmt.Errorf("insert entry: %w", err)
+	}
+	for i, l := range lines {
 		if _, err := q.q.Exec(ctx, `INSERT INTO journal_lines (reference, entry, account, amount, balance_after, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)`, cardrail.NewReference(cardrail.PrefixTransaction), e.Reference, l.Account, l.Amount, after, now); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6)`, refs[1+i], e.Reference, l.Account, l.Amount, afters[i], now); err != nil {
 			return fmt.Errorf("insert line: %w", err)
 		}
 	}
