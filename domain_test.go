@@ -244,6 +244,21 @@ func TestNewReferencesAt(t *testing.T) {
 	}
 }
 
+func TestReferenceTime(t *testing.T) {
+	before := time.Now().Truncate(time.Millisecond)
+	ref := cardrail.NewReference(cardrail.PrefixCard)
+	after := time.Now()
+	at, ok := cardrail.ReferenceTime(ref)
+	if !ok || at.Before(before) || at.After(after) {
+		t.Fatalf("ReferenceTime(%s) = %v, %v; minted between %v and %v", ref, at, ok, before, after)
+	}
+	for _, bad := range []string{"", "card", "card_", "card_01" + strings.Repeat("!", 24), "card_" + strings.Repeat("z", 26)} {
+		if at, ok := cardrail.ReferenceTime(bad); ok {
+			t.Errorf("ReferenceTime(%q) = %v, want no time", bad, at)
+		}
+	}
+}
+
 func TestReferences(t *testing.T) {
 	a := cardrail.NewReference(cardrail.PrefixCard)
 	time.Sleep(time.Millisecond)

@@ -60,6 +60,25 @@ func NewReferencesAt(clock func() time.Time, prefixes ...string) ([]string, time
 	return refs, now
 }
 
+// NewReferenceAt is NewReferencesAt for one reference.
+func NewReferenceAt(clock func() time.Time, prefix string) (string, time.Time) {
+	refs, now := NewReferencesAt(clock, prefix)
+	return refs[0], now
+}
+
+// ReferenceTime is the time, to the millisecond, at which ref was minted.
+func ReferenceTime(ref string) (time.Time, bool) {
+	i := strings.LastIndexByte(ref, '_')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	id, err := ulid.ParseStrict(strings.ToUpper(ref[i+1:]))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return ulid.Time(id.Time()).UTC(), true
+}
+
 // render writes a reference: its prefix, "_", and the ULID in lowercase.
 func render(prefix string, id ulid.ULID) string {
 	var text [ulid.EncodedSize]byte

@@ -688,6 +688,12 @@ func TestRetriedCreationGetsThePartnersCard(t *testing.T) {
 		if n := alpha.Issued() - issued; n != 1 {
 			t.Fatalf("the partner holds %d cards for one request", n)
 		}
+		// The retry keeps the first try's reference, and so its place in
+		// the list: created_at is when that reference was minted.
+		minted, _ := cardrail.ReferenceTime(r.Str("reference"))
+		if created, err := time.Parse(time.RFC3339Nano, r.Str("created_at")); err != nil || !created.Equal(minted) || time.Since(created) < 300*time.Millisecond {
+			t.Fatalf("retry: created_at %s, its reference was minted at %s, before the first try gave up", r.Str("created_at"), minted.Format(time.RFC3339Nano))
+		}
 		if again := alice.Must(201, "POST", "/managed-cards/", body, "Idempotency-Key", "create-once"); again.Header.Get("Idempotent-Replayed") != "true" ||
 			again.Str("reference") != r.Str("reference") {
 			t.Fatalf("replay: %s", again.Body)

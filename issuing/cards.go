@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -106,11 +107,10 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		routes[i] = provider.Route{Name: name, Enabled: on || !touched}
 	}
 
-	ref, err := s.reserveReference(ctx, cardrail.PrefixCard)
+	ref, now, err := s.reserveReference(ctx, cardrail.PrefixCard)
 	if err != nil {
 		return nil, cardrail.WithOp(op, err)
 	}
-	now := s.now()
 	card := &cardrail.Card{
 		Object: "card", Reference: ref, Program: prog.Code,
 		Type: prog.CardType, Brand: prog.Brand, Currency: prog.Currency, Nickname: p.Nickname,
@@ -181,18 +181,24 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 // one reserved now, before the call: so a retry after a failure or a crash
 // asks the partner with the same key and gets the card it already issued,
 // not a second one.
-func (s *Service) reserveReference(ctx context.Context, prefix string) (string, error) {
+//
+// The time returned is the object's created_at: read with the reference in
+// one stamp, or for a reference reserved earlier the time it was minted, so
+// that listing by reference is listing by created_at.
+func (s *Service) reserveReference(ctx context.Context, prefix string) (string, time.Time, error) {
 	m, ok := cardrail.IdempotencyMarkFrom(ctx)
 	if ok && cardrail.HasPrefix(m.Reserved, prefix) {
-		return m.Reserved, nil
-	}
-	ref := cardrail.NewReference(prefix)
-	if ok {
-		if err := s.store.ReserveIdempotent(ctx, m.Scope, m.Key, m.Token, ref); err != nil {
-			return "", err
+		if at, minted := cardrail.ReferenceTime(m.Reserved); minted {
+			return m.Reserved, at, nil
 		}
 	}
-	return ref, nil
+	ref, now := cardrail.NewReferenceAt(s.now, prefix)
+	if ok {
+		if err := s.store.ReserveIdempotent(ctx, m.Scope, m.Key, m.Token, ref); err != nil {
+			return "", time.Time{}, err
+		}
+	}
+	return ref, now, nil
 }
 
 // gate applies the issuing checks in the SPEC's order. Verification is a
@@ -434,9 +440,10 @@ func (s *Service) RevealDetails(ctx context.Context, c cardrail.Caller, ref, req
 	}
 	after, _ := json.Marshal(map[string]string{"card": card.Reference, "last4": *card.Last4})
 	err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
-		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit),
+		ref, now := cardrail.NewReferenceAt(s.now, cardrail.PrefixAudit)
+		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: ref,
 			Actor: c.Subject, Action: "card.details.revealed", Target: card.Reference, After: after,
-			Livemode: c.Livemode, RequestID: requestID, CreatedAt: s.now()})
+			Livemode: c.Livemode, RequestID: requestID, CreatedAt: now})
 	})
 	if err != nil {
 		return nil, cardrail.WithOp("cards.Reveal", err)

@@ -51,7 +51,7 @@ func (s *Service) OpenDispute(ctx context.Context, c cardrail.Caller, p DisputeP
 		return nil, err
 	}
 	var out *cardrail.Dispute
-	ref := cardrail.NewReference(cardrail.PrefixDispute)
+	ref, now := cardrail.NewReferenceAt(s.now, cardrail.PrefixDispute)
 	ctx = cardrail.WithIdempotentCreation(ctx, ref)
 	err = s.store.Tx(ctx, func(tx cardrail.Tx) error {
 		if _, err := tx.CardForUpdate(ctx, c.Livemode, "", found.Card); err != nil {
@@ -79,7 +79,6 @@ func (s *Service) OpenDispute(ctx context.Context, c cardrail.Caller, p DisputeP
 			return cardrail.Errorf(cardrail.CodeAmountExceedsDisputable, "Authorization %s has %s left to dispute.", a.Reference,
 				cardrail.Money{Amount: max(left, 0), Currency: a.Currency})
 		}
-		now := s.now()
 		d := &cardrail.Dispute{Object: "dispute", Reference: ref, Authorization: a.Reference,
 			Card: a.Card, Status: cardrail.DisputeOpen, Reason: p.Reason, Amount: amount, Currency: a.Currency,
 			Description: p.Description, Livemode: a.Livemode, Owner: a.Owner, CreatedAt: now, UpdatedAt: now}

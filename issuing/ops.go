@@ -30,8 +30,9 @@ func (s *Service) audit(ctx context.Context, tx cardrail.Tx, c cardrail.Caller, 
 	if err != nil {
 		return err
 	}
-	return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit), Actor: c.Subject,
-		Action: action, Target: target, Before: b, After: a, Livemode: c.Livemode, RequestID: cardrail.RequestID(ctx), CreatedAt: s.now()})
+	ref, now := cardrail.NewReferenceAt(s.now, cardrail.PrefixAudit)
+	return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: ref, Actor: c.Subject,
+		Action: action, Target: target, Before: b, After: a, Livemode: c.Livemode, RequestID: cardrail.RequestID(ctx), CreatedAt: now})
 }
 
 // CardAction is an operator's action on a card: the status it leads to and

@@ -70,8 +70,8 @@ func (w *Worker) CreateEndpoint(ctx context.Context, c cardrail.Caller, p Endpoi
 	if err != nil {
 		return nil, cardrail.WithOp("webhooks.CreateEndpoint", err)
 	}
-	now := w.now()
-	e := &Endpoint{Reference: cardrail.NewReference(cardrail.PrefixWebhook), Object: ObjectEndpoint, URL: p.URL,
+	ref, now := cardrail.NewReferenceAt(w.now, cardrail.PrefixWebhook)
+	e := &Endpoint{Reference: ref, Object: ObjectEndpoint, URL: p.URL,
 		Events: events, Livemode: c.Livemode, CreatedAt: now, Secret: secret}
 	stored := *e
 	if stored.Secret, err = w.sealSecret(e.Reference, secret); err != nil {
@@ -85,9 +85,10 @@ func (w *Worker) CreateEndpoint(ctx context.Context, c cardrail.Caller, p Endpoi
 		e.AfterSeq = stored.AfterSeq
 		shown := *e
 		shown.Secret = ""
-		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit),
+		audit, at := cardrail.NewReferenceAt(w.now, cardrail.PrefixAudit)
+		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: audit,
 			Actor: c.Subject, Action: "webhook_endpoint.created", Target: e.Reference, After: auditJSON(shown),
-			Livemode: c.Livemode, RequestID: requestID, CreatedAt: now})
+			Livemode: c.Livemode, RequestID: requestID, CreatedAt: at})
 	})
 	if err != nil {
 		return nil, cardrail.WithOp("webhooks.CreateEndpoint", err)
@@ -109,12 +110,12 @@ func (w *Worker) Endpoints(ctx context.Context, c cardrail.Caller) ([]Endpoint, 
 func (w *Worker) DeleteEndpoint(ctx context.Context, c cardrail.Caller, ref, requestID string) (*Endpoint, error) {
 	var gone *Endpoint
 	err := w.store.WebhookTx(ctx, func(tx Tx) error {
-		now := w.now()
+		audit, now := cardrail.NewReferenceAt(w.now, cardrail.PrefixAudit)
 		var err error
 		if gone, err = tx.DeleteWebhookEndpoint(ctx, c.Livemode, ref, now); err != nil {
 			return err
 		}
-		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit),
+		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: audit,
 			Actor: c.Subject, Action: "webhook_endpoint.deleted", Target: ref, Before: auditJSON(gone),
 			Livemode: c.Livemode, RequestID: requestID, CreatedAt: now})
 	})
@@ -164,13 +165,13 @@ func (w *Worker) ReplayDelivery(ctx context.Context, c cardrail.Caller, ref, req
 		} else if err != nil {
 			return err
 		}
-		now := w.now()
+		audit, now := cardrail.NewReferenceAt(w.now, cardrail.PrefixAudit)
 		if err := tx.RequeueWebhookDelivery(ctx, ref, now); err != nil {
 			return err
 		}
 		before := deliveryState{d.Reference, d.Endpoint, d.Event, d.Status, d.AttemptCount}
 		after := deliveryState{d.Reference, d.Endpoint, d.Event, DeliveryPending, 0}
-		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: cardrail.NewReference(cardrail.PrefixAudit),
+		return tx.InsertAudit(ctx, &cardrail.AuditRecord{Reference: audit,
 			Actor: c.Subject, Action: "webhook_delivery.replayed", Target: ref, Before: auditJSON(before),
 			After: auditJSON(after), Livemode: c.Livemode, RequestID: requestID, CreatedAt: now})
 	})
