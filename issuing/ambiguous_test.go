@@ -116,6 +116,78 @@ func TestBatchWhoseCommitIsLostIsNotDecidedTwice(t *testing.T) {
 	})
 }
 
+// failedBatch fails the first transaction that writes more than one
+// authorization, a pause after writing them and before it commits: the
+// database rolls it back, and the engine decides its authorizations again
+// one by one.
+type failedBatch struct {
+	cardrail.Store
+	mu     sync.Mutex
+	failed bool
+}
+
+func (s *failedBatch) Tx(ctx context.Context, fn func(cardrail.Tx) error) error {
+	return s.Store.Tx(ctx, func(tx cardrail.Tx) error {
+		counted := &countingTx{Tx: tx}
+		if err := fn(counted); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.failed && counted.auths > 1 {
+			s.failed = true
+			time.Sleep(50 * time.Millisecond)
+			return errors.New("batch: connection reset before commit")
+		}
+		return nil
+	})
+}
+
+// TestRetriedAuthorizationKeepsItsStamp: an authorization decided again
+// after its batch failed keeps the reference its first try minted, and
+// with it that stamp's time as created_at (and the hold window counted
+// from it), so that it lists by reference in created_at order.
+func TestRetriedAuthorizationKeepsItsStamp(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		alice := env.Client("alice", "US")
+		card := alice.FundedCard(100_000)
+		store := &failedBatch{Store: env.App.Store}
+		svc := engineOver(t, env, store)
+
+		const n = 8
+		auths := make([]*cardrail.Authorization, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a, err := svc.Authorize(context.Background(), aliceUS, card, purchase)
+				if err != nil || a.Status != cardrail.AuthPending {
+					t.Errorf("Authorize = %+v, %v", a, err)
+				}
+				auths[i] = a
+			}()
+		}
+		wg.Wait()
+		if !store.failed {
+			t.Fatal("no batch of more than one authorization failed")
+		}
+		for _, a := range auths {
+			if a == nil {
+				continue
+			}
+			minted, _ := cardrail.ReferenceTime(a.Reference)
+			if d := a.CreatedAt.Sub(minted); d < -time.Millisecond || d > 5*time.Millisecond {
+				t.Errorf("%s: created_at %s, %v after its reference was minted (the failed try paused 50 ms)", a.Reference, a.CreatedAt.Format(time.RFC3339Nano), d)
+			}
+			if a.ExpiresAt == nil || a.ExpiresAt.Sub(a.CreatedAt) != time.Hour {
+				t.Errorf("%s: created %s, expires %v; the hold window is an hour", a.Reference, a.CreatedAt, a.ExpiresAt)
+			}
+		}
+	})
+}
+
 // lateUnknownCommit commits every transaction, then, past the engine's
 // batch deadline, reports that the commit went unconfirmed, as a
 // connection that dies while COMMIT is in flight does.

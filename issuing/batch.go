@@ -49,8 +49,10 @@ type authJob struct {
 	done    chan authResult
 	// ref is the authorization's reference, minted by the first try that
 	// reaches its decision (decideBatch's stamp) and kept, so that a
-	// retry can tell whether that try committed.
+	// retry can tell whether that try committed; at is that stamp's time,
+	// the authorization's created_at whichever try records it.
 	ref string
+	at  time.Time
 	// retry is set when the job is decided again after its batch failed;
 	// uncertain, when that batch's commit went unconfirmed, so it may
 	// stand.
@@ -415,7 +417,7 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 			continue
 		}
 		if j.ref == "" {
-			j.ref = stamped[2*i]
+			j.ref, j.at = stamped[2*i], now
 		} else if j.retry {
 			// The first try reached its decision and may have
 			// committed it.
@@ -432,13 +434,13 @@ func (s *Service) decideBatch(ctx context.Context, tx cardrail.Tx, jobs []*authJ
 		auth := &cardrail.Authorization{
 			Object: "authorization", Reference: j.ref, Card: card.Reference,
 			Amount: j.attempt.Amount, Currency: j.attempt.Currency, Merchant: j.attempt.Merchant, Livemode: card.Livemode,
-			Owner: card.Owner, CreatedAt: now, UpdatedAt: now,
+			Owner: card.Owner, CreatedAt: j.at, UpdatedAt: j.at,
 		}
 		if reason := cardrail.Decide(*pos, j.attempt); reason != "" {
 			auth.Status, auth.DeclineReason = cardrail.AuthDeclined, &reason
 		} else {
 			*pos = pos.Apply(j.attempt)
-			expires := now.Add(s.cfg.HoldWindow)
+			expires := j.at.Add(s.cfg.HoldWindow)
 			auth.Status, auth.HeldAmount, auth.ExpiresAt = cardrail.AuthPending, j.attempt.Amount, &expires
 			e := ledger.Move(ledger.TypeHold, card.Livemode, card.Currency, ledger.CardAvailableAccount(card.Reference), ledger.CardHeldAccount(card.Reference), j.attempt.Amount)
 			e.Card, e.Authorization = card.Reference, auth.Reference
