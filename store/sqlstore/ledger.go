@@ -47,9 +47,10 @@ func (q *queries) Wallet(ctx context.Context, livemode bool, owner, currency str
 	if err == nil || !notFound(err) {
 		return w, err
 	}
+	ref, now := cardrail.NewReferenceAt(q.now, cardrail.PrefixWallet)
 	if _, err := q.q.Exec(ctx, `INSERT INTO accounts (id, kind, livemode, currency, owner, balance, created_at)
 		VALUES ($1, 'wallet', $2, $3, $4, 0, $5) ON CONFLICT DO NOTHING`,
-		cardrail.NewReference(cardrail.PrefixWallet), livemode, currency, owner, micros(q.now())); err != nil {
+		ref, livemode, currency, owner, micros(now)); err != nil {
 		return nil, fmt.Errorf("create wallet: %w", err)
 	}
 	return scanWallet(q.q.QueryRow(ctx, find, livemode, owner, currency))
