@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +63,28 @@ func engineOver(t *testing.T, env *apptest.Env, store cardrail.Store) *issuing.S
 	return svc
 }
 
+// pendingAtOnce makes n authorizations of purchase on card at once and
+// returns those answered pending; any other answer fails the test.
+func pendingAtOnce(t *testing.T, svc *issuing.Service, card string, n int) []*cardrail.Authorization {
+	t.Helper()
+	auths := make([]*cardrail.Authorization, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := svc.Authorize(context.Background(), aliceUS, card, purchase)
+			if err != nil || a.Status != cardrail.AuthPending {
+				t.Errorf("Authorize = %+v, %v", a, err)
+				return
+			}
+			auths[i] = a
+		}()
+	}
+	wg.Wait()
+	return slices.DeleteFunc(auths, func(a *cardrail.Authorization) bool { return a == nil })
+}
+
 // aliceUS and purchase are the caller and the attempt the engine tests make.
 var (
 	aliceUS  = cardrail.Caller{Subject: "alice", Country: "US"}
@@ -80,25 +103,9 @@ func TestBatchWhoseCommitIsLostIsNotDecidedTwice(t *testing.T) {
 		svc := engineOver(t, env, store)
 
 		const n = 12
-		refs := make(chan string, n)
-		var wg sync.WaitGroup
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a, err := svc.Authorize(context.Background(), aliceUS, card, purchase)
-				if err != nil || a.Status != cardrail.AuthPending {
-					t.Errorf("Authorize = %+v, %v", a, err)
-					return
-				}
-				refs <- a.Reference
-			}()
-		}
-		wg.Wait()
-		close(refs)
 		answered := map[string]bool{}
-		for r := range refs {
-			answered[r] = true
+		for _, a := range pendingAtOnce(t, svc, card, n) {
+			answered[a.Reference] = true
 		}
 		if !store.lost {
 			t.Fatal("no batch of more than one authorization was committed and reported lost")
@@ -155,28 +162,11 @@ func TestRetriedAuthorizationKeepsItsStamp(t *testing.T) {
 		store := &failedBatch{Store: env.App.Store}
 		svc := engineOver(t, env, store)
 
-		const n = 8
-		auths := make([]*cardrail.Authorization, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a, err := svc.Authorize(context.Background(), aliceUS, card, purchase)
-				if err != nil || a.Status != cardrail.AuthPending {
-					t.Errorf("Authorize = %+v, %v", a, err)
-				}
-				auths[i] = a
-			}()
-		}
-		wg.Wait()
+		auths := pendingAtOnce(t, svc, card, 8)
 		if !store.failed {
 			t.Fatal("no batch of more than one authorization failed")
 		}
 		for _, a := range auths {
-			if a == nil {
-				continue
-			}
 			minted, _ := cardrail.ReferenceTime(a.Reference)
 			if d := a.CreatedAt.Sub(minted); d < -time.Millisecond || d > 5*time.Millisecond {
 				t.Errorf("%s: created_at %s, %v after its reference was minted (the failed try paused 50 ms)", a.Reference, a.CreatedAt.Format(time.RFC3339Nano), d)
