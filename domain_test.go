@@ -266,6 +266,12 @@ func TestReferences(t *testing.T) {
 	if !cardrail.HasPrefix(a, cardrail.PrefixCard) || cardrail.HasPrefix(a, cardrail.PrefixAuthorization) || !(a < b) {
 		t.Fatalf("references %q, %q", a, b)
 	}
+	body := strings.TrimPrefix(a, "card_")
+	for _, bad := range []string{"card_" + strings.ToUpper(body), "card_" + body[:25] + "%", "card_" + body[:25] + "_", "card_" + body + "0", "card_" + body[:25], "CARD_" + body, "card" + body} {
+		if cardrail.HasPrefix(bad, cardrail.PrefixCard) {
+			t.Errorf("HasPrefix(%q, card) = true, want false", bad)
+		}
+	}
 	prev := ""
 	for range 1000 {
 		r := cardrail.NewReference(cardrail.PrefixEvent)

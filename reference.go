@@ -96,7 +96,17 @@ func render(prefix string, id ulid.ULID) string {
 	return b.String()
 }
 
-// HasPrefix reports whether ref is a reference of the given type.
+// HasPrefix reports whether ref is a reference of the given type: the
+// prefix, "_", and 26 lowercase letters and digits.
 func HasPrefix(ref, prefix string) bool {
-	return strings.HasPrefix(ref, prefix+"_") && len(ref) == len(prefix)+27
+	body, ok := strings.CutPrefix(ref, prefix+"_")
+	if !ok || len(body) != ulid.EncodedSize {
+		return false
+	}
+	for i := range len(body) {
+		if c := body[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z') {
+			return false
+		}
+	}
+	return true
 }

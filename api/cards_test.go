@@ -753,10 +753,36 @@ func TestShortListsPage(t *testing.T) {
 	if len(whole) < 2 || !slices.Equal(whole, paged) {
 		t.Fatalf("programs one by one %v, in one page %v", paged, whole)
 	}
-	for _, path := range []string{"/programs/?limit=0", "/programs/?limit=101", "/wallets/?limit=0", "/wallets/?cursor=wal_nope", "/ops/webhook-endpoints/?limit=0"} {
+	// A cursor outlives its item: the walk goes on from where a program
+	// disabled since, or an endpoint deleted since, stood.
+	ops := env.Client("ops-1", "US", "ops")
+	ops.Must(200, "POST", "/ops/programs/"+whole[0]+"/disable/", nil)
+	if got := ada.Must(200, "GET", "/programs/?cursor="+whole[0], nil).JSON()["data"].([]any); len(got) != len(whole)-1 ||
+		got[0].(map[string]any)["code"] != whole[1] {
+		t.Fatalf("programs after %s, disabled since: %v, want %v", whole[0], got, whole[1:])
+	}
+	var endpoints []string
+	for range 3 {
+		endpoints = append(endpoints, ops.Must(201, "POST", "/ops/webhook-endpoints/", map[string]any{"url": "http://127.0.0.1:9/hooks", "events": []string{"*"}}).Str("reference"))
+	}
+	if next := ops.Must(200, "GET", "/ops/webhook-endpoints/?limit=2", nil).Str("next_cursor"); next != endpoints[1] {
+		t.Fatalf("next_cursor %q, want %s", next, endpoints[1])
+	}
+	ops.Must(200, "DELETE", "/ops/webhook-endpoints/"+endpoints[1]+"/", nil)
+	if got := ops.Must(200, "GET", "/ops/webhook-endpoints/?limit=2&cursor="+endpoints[1], nil).JSON()["data"].([]any); len(got) != 1 ||
+		got[0].(map[string]any)["reference"] != endpoints[0] {
+		t.Fatalf("endpoints after %s, deleted since: %v, want %s", endpoints[1], got, endpoints[0])
+	}
+	for _, path := range []string{"/programs/?limit=0", "/programs/?limit=101", "/programs/?cursor=no_such_program", "/wallets/?limit=0", "/wallets/?cursor=wal_nope",
+		"/ops/webhook-endpoints/?limit=0", "/ops/programs/?cursor=no_such_program",
+		// An empty value is refused, not taken as absent (which would
+		// answer the whole list to a filter).
+		"/programs/?limit=", "/wallets/?cursor=", "/managed-cards/?status=", "/authorizations/?card=", "/ops/events/?type=",
+		// A filter that is no reference of its type.
+		"/authorizations/?card=card_" + strings.Repeat("Z", 26), "/disputes/?authorization=auth_" + strings.Repeat("!", 26)} {
 		c := alice
 		if strings.HasPrefix(path, "/ops/") {
-			c = env.Client("ops-1", "US", "ops")
+			c = ops
 		}
 		if r := c.Do("GET", path, nil); r.Status != 422 || r.Code() != "validation_failed" {
 			t.Errorf("GET %s: %d %q, want 422 validation_failed", path, r.Status, r.Code())

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -185,7 +184,7 @@ func jsonKind(goKind string) string {
 }
 
 // listParams reads ?limit= and ?cursor=; a cursor must be a reference
-// with the list's prefix, unless prefix is "" (pageOf checks its own).
+// with the list's prefix, unless prefix is "" (programPage checks its own).
 func listParams(r *http.Request, prefix string) (cardrail.ListParams, error) {
 	p := cardrail.ListParams{Limit: 20, Cursor: r.URL.Query().Get("cursor")}
 	if s := r.URL.Query().Get("limit"); s != "" {
@@ -213,35 +212,40 @@ func renderPage[T any](p cardrail.Page[T]) list[T] {
 	return list[T]{Object: "list", Data: p.Data, HasMore: p.HasMore, NextCursor: p.NextCursor}
 }
 
-// pageOf pages a list the service returns whole (programs, wallets,
-// webhook endpoints: a handful each) as every other list is paged: newest
-// first (ties by key, descending), ?limit= and ?cursor=, where the cursor
-// is the key of the previous page's last item.
-func pageOf[T any](r *http.Request, items []T, key func(T) string, created func(T) time.Time) (list[T], error) {
-	p, err := listParams(r, "")
+// refPage pages a list the service returns whole (wallets, webhook
+// endpoints: a handful each) as the database pages the others: by
+// reference, newest first, and the cursor (the previous page's last
+// reference) is a bound, so a walk goes on past an item that has left the
+// list since (an endpoint deleted).
+func refPage[T any](r *http.Request, prefix string, items []T, ref func(T) string) (list[T], error) {
+	p, err := listParams(r, prefix)
 	if err != nil {
 		return list[T]{}, err
 	}
-	slices.SortStableFunc(items, func(a, b T) int {
-		if c := created(b).Compare(created(a)); c != 0 {
-			return c
-		}
-		return strings.Compare(key(b), key(a))
-	})
+	slices.SortFunc(items, func(a, b T) int { return strings.Compare(ref(b), ref(a)) })
 	if p.Cursor != "" {
-		i := slices.IndexFunc(items, func(it T) bool { return key(it) == p.Cursor })
-		if i < 0 {
-			return list[T]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
-		}
-		items = items[i+1:]
+		items = items[indexOr(items, len(items), func(it T) bool { return ref(it) < p.Cursor }):]
 	}
-	out := list[T]{Object: "list", Data: items[:min(p.Limit, len(items))]}
-	if len(items) > p.Limit {
-		next := key(items[p.Limit-1])
+	return firstPage(items, p.Limit, ref), nil
+}
+
+// indexOr is the index of the first item f holds for, or else n.
+func indexOr[T any](items []T, n int, f func(T) bool) int {
+	if i := slices.IndexFunc(items, f); i >= 0 {
+		return i
+	}
+	return n
+}
+
+// firstPage renders the first limit items, keyed for the next page by key.
+func firstPage[T any](items []T, limit int, key func(T) string) list[T] {
+	out := list[T]{Object: "list", Data: items[:min(limit, len(items))]}
+	if len(items) > limit {
+		next := key(items[limit-1])
 		out.HasMore, out.NextCursor = true, &next
 	}
 	if out.Data == nil {
 		out.Data = []T{}
 	}
-	return out, nil
+	return out
 }

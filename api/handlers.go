@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"time"
+	"strings"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/issuing"
@@ -16,13 +16,47 @@ func listPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := programPage(r, ps)
+	page, err := programPage(r, ps, func(code string) (*cardrail.Program, error) { return s.svc.AnyProgram(r.Context(), c, code) })
 	return http.StatusOK, page, err
 }
 
-// programPage pages programs, keyed by code, as every short list is paged.
-func programPage(r *http.Request, ps []cardrail.Program) (list[cardrail.Program], error) {
-	return pageOf(r, ps, func(p cardrail.Program) string { return p.Code }, func(p cardrail.Program) time.Time { return p.CreatedAt })
+// programPage pages programs newest first (ties by code, descending), the
+// cursor being the code of the previous page's last program. A program
+// that has left the list since (disabled, or its market closed) still
+// marks where the walk goes on: lookup finds it in the whole catalogue.
+// Without a lookup (the catalogue itself), a code not in the list is no
+// cursor.
+func programPage(r *http.Request, ps []cardrail.Program, lookup func(code string) (*cardrail.Program, error)) (list[cardrail.Program], error) {
+	p, err := listParams(r, "")
+	if err != nil {
+		return list[cardrail.Program]{}, err
+	}
+	newest := func(a, b cardrail.Program) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Code, a.Code)
+	}
+	slices.SortFunc(ps, newest)
+	code := func(p cardrail.Program) string { return p.Code }
+	if p.Cursor != "" {
+		i := slices.IndexFunc(ps, func(q cardrail.Program) bool { return q.Code == p.Cursor })
+		if i >= 0 {
+			ps = ps[i+1:]
+		} else {
+			var at *cardrail.Program
+			if lookup != nil {
+				if at, err = lookup(p.Cursor); err != nil && cardrail.ErrorCode(err) != cardrail.CodeNotFound {
+					return list[cardrail.Program]{}, err
+				}
+			}
+			if at == nil {
+				return list[cardrail.Program]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
+			}
+			ps = ps[indexOr(ps, len(ps), func(q cardrail.Program) bool { return newest(*at, q) < 0 }):]
+		}
+	}
+	return firstPage(ps, p.Limit, code), nil
 }
 
 func getProgram(s *Server, r *http.Request, c cardrail.Caller) (int, any, error) {
@@ -193,7 +227,7 @@ func listWallets(s *Server, r *http.Request, c cardrail.Caller) (int, any, error
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := pageOf(r, ws, func(w cardrail.Wallet) string { return w.Reference }, func(w cardrail.Wallet) time.Time { return w.CreatedAt })
+	page, err := refPage(r, cardrail.PrefixWallet, ws, func(w cardrail.Wallet) string { return w.Reference })
 	return http.StatusOK, page, err
 }
 

@@ -51,7 +51,7 @@ func opsListPrograms(s *Server, r *http.Request, c cardrail.Caller) (int, any, e
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := programPage(r, ps)
+	page, err := programPage(r, ps, nil)
 	return http.StatusOK, page, err
 }
 

@@ -90,6 +90,10 @@ func checkQuery(r *http.Request, operation string) error {
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "is not a query parameter of this endpoint"})
 		case len(q[k]) > 1:
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "appears more than once"})
+		case q[k][0] == "":
+			// Taken as absent, an empty filter would answer the whole
+			// list to a caller who asked for part of it.
+			errs = append(errs, cardrail.FieldError{Field: k, Message: "is empty; leave the parameter out instead"})
 		case !cardrail.ValidText(q[k][0]):
 			errs = append(errs, cardrail.FieldError{Field: k, Message: "must be UTF-8 text without control characters"})
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/webhook"
@@ -74,7 +73,7 @@ func listWebhookEndpoints(s *Server, r *http.Request, c cardrail.Caller) (int, a
 	if err != nil {
 		return 0, nil, err
 	}
-	page, err := pageOf(r, es, func(e webhook.Endpoint) string { return e.Reference }, func(e webhook.Endpoint) time.Time { return e.CreatedAt })
+	page, err := refPage(r, cardrail.PrefixWebhook, es, func(e webhook.Endpoint) string { return e.Reference })
 	return http.StatusOK, page, err
 }
 
