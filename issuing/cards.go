@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
@@ -107,9 +106,17 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		routes[i] = provider.Route{Name: name, Enabled: on || !touched}
 	}
 
-	ref, now, err := s.reserveReference(ctx, cardrail.PrefixCard)
+	ref, err := s.reserveReference(ctx, cardrail.PrefixCard)
 	if err != nil {
 		return nil, cardrail.WithOp(op, err)
+	}
+	// A card's created_at is its reference's time, to the millisecond,
+	// whichever try records it: a retry reuses the reference reserved
+	// before the partner was asked, and the card lists by reference in
+	// created_at order either way.
+	now, minted := cardrail.ReferenceTime(ref)
+	if !minted {
+		now = s.now()
 	}
 	card := &cardrail.Card{
 		Object: "card", Reference: ref, Program: prog.Code,
@@ -181,24 +188,18 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 // one reserved now, before the call: so a retry after a failure or a crash
 // asks the partner with the same key and gets the card it already issued,
 // not a second one.
-//
-// The time returned is the object's created_at: read with the reference in
-// one stamp, or for a reference reserved earlier the time it was minted, so
-// that listing by reference is listing by created_at.
-func (s *Service) reserveReference(ctx context.Context, prefix string) (string, time.Time, error) {
+func (s *Service) reserveReference(ctx context.Context, prefix string) (string, error) {
 	m, ok := cardrail.IdempotencyMarkFrom(ctx)
 	if ok && cardrail.HasPrefix(m.Reserved, prefix) {
-		if at, minted := cardrail.ReferenceTime(m.Reserved); minted {
-			return m.Reserved, at, nil
-		}
+		return m.Reserved, nil
 	}
-	ref, now := cardrail.NewReferenceAt(s.now, prefix)
+	ref := cardrail.NewReference(prefix)
 	if ok {
 		if err := s.store.ReserveIdempotent(ctx, m.Scope, m.Key, m.Token, ref); err != nil {
-			return "", time.Time{}, err
+			return "", err
 		}
 	}
-	return ref, now, nil
+	return ref, nil
 }
 
 // gate applies the issuing checks in the SPEC's order. Verification is a
