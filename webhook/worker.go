@@ -348,15 +348,15 @@ func (w *Worker) dispatch(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		now := w.now()
 		for _, ev := range events {
 			for i := range endpoints {
 				ep := &endpoints[i]
 				if ep.Livemode != ev.Livemode || ev.Seq <= ep.AfterSeq || !ep.Subscribes(ev.Type) {
 					continue
 				}
+				ref, now := cardrail.NewReferenceAt(w.now, cardrail.PrefixDelivery)
 				next := now
-				d := &Delivery{Reference: cardrail.NewReference(cardrail.PrefixDelivery), Endpoint: ep.Reference,
+				d := &Delivery{Reference: ref, Endpoint: ep.Reference,
 					Event: ev.ID, EventType: ev.Type, ObjectRef: ev.ObjectRef, EventSeq: ev.Seq,
 					Status: DeliveryPending, NextAttemptAt: &next, Livemode: ev.Livemode, CreatedAt: now, UpdatedAt: now}
 				if err := tx.InsertWebhookDelivery(ctx, d); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,61 @@ var ledgerContracts = []contract{
 	{"no balance is carried past int64", testBalanceOverflow},
 	{"account balances sum to zero per currency", testAccountBalances},
 	{"card transactions list the card's lines newest first", testCardTransactions},
+	{"lines racing on one account list in the order they were applied", testLinesInAppliedOrder},
+}
+
+// testLinesInAppliedOrder races entries on one wallet and the funding
+// account, which no card lock serializes: ordered by reference, the
+// wallet's lines must chain (each balance_after is the one before plus
+// the amount) and never go back in created_at, so the stamp that names
+// and dates them must come after the accounts are locked.
+func testLinesInAppliedOrder(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	owner := cardrail.NewReference("owner")
+	wallet := fundWallet(t, s, false, owner, "USD", 1)
+	funding := ledger.SystemAccount(false, "USD", ledger.Funding)
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				e := ledger.Move(ledger.TypeDeposit, false, "USD", funding, wallet, 1)
+				if err := s.Tx(ctx, func(tx cardrail.Tx) error { return tx.Post(ctx, &e) }); err != nil {
+					t.Errorf("deposit: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rows, err := s.Conn().Query(ctx, `SELECT reference, amount, balance_after, created_at FROM journal_lines WHERE account = $1 ORDER BY reference`, wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var n, balance, created int64
+	for rows.Next() {
+		var ref string
+		var amount, after, at int64
+		if err := rows.Scan(&ref, &amount, &after, &at); err != nil {
+			t.Fatal(err)
+		}
+		if after != balance+amount {
+			t.Errorf("line %s: balance_after %d, but the lines before it add up to %d", ref, after, balance+amount)
+		}
+		if at < created {
+			t.Errorf("line %s was created at %d, before the line listed ahead of it (%d)", ref, at, created)
+		}
+		n, balance, created = n+1, after, at
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1+workers*each || balance != 1+workers*each {
+		t.Fatalf("%d lines ending at %d, want %d", n, balance, 1+workers*each)
+	}
 }
 
 func testWallet(t *testing.T, s *sqlstore.Store) {
