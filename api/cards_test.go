@@ -780,7 +780,8 @@ func TestShortListsPage(t *testing.T) {
 		// answer the whole list to a filter).
 		"/programs/?limit=", "/wallets/?cursor=", "/managed-cards/?status=", "/authorizations/?card=", "/ops/events/?type=",
 		// A filter that is no reference of its type.
-		"/authorizations/?card=card_" + strings.Repeat("Z", 26), "/disputes/?authorization=auth_" + strings.Repeat("!", 26)} {
+		"/authorizations/?card=card_" + strings.Repeat("Z", 26), "/disputes/?authorization=auth_" + strings.Repeat("!", 26),
+		"/ops/events/?object=nonsense", "/ops/events/?object=we_" + strings.Repeat("0", 26)} {
 		c := alice
 		if strings.HasPrefix(path, "/ops/") {
 			c = ops

@@ -435,10 +435,17 @@ func (s *Service) AuditLog(ctx context.Context, c cardrail.Caller, p cardrail.Li
 	return s.store.AuditLog(ctx, c.Livemode, p)
 }
 
+// eventObjects are the prefixes of the objects events are about.
+var eventObjects = []string{cardrail.PrefixCard, cardrail.PrefixAuthorization, cardrail.PrefixDispute, cardrail.PrefixWallet}
+
 // Events lists stored events, newest first, for reconciliation.
 func (s *Service) Events(ctx context.Context, c cardrail.Caller, typ, object string, p cardrail.ListParams) (cardrail.Page[cardrail.Event], error) {
 	if typ != "" && !slices.Contains(cardrail.EventTypes, typ) {
 		return cardrail.Page[cardrail.Event]{}, cardrail.Errorf(cardrail.CodeUnknownEventType, "Unknown event type %q.", typ)
+	}
+	if object != "" && !slices.ContainsFunc(eventObjects, func(prefix string) bool { return cardrail.HasPrefix(object, prefix) }) {
+		return cardrail.Page[cardrail.Event]{}, cardrail.Invalid(cardrail.FieldError{Field: "object",
+			Message: "must be the reference of a card, authorization, dispute or wallet"})
 	}
 	return s.store.Events(ctx, cardrail.EventFilter{Livemode: c.Livemode, Type: typ, Object: object, ListParams: p})
 }
