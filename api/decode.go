@@ -224,17 +224,17 @@ func refPage[T any](r *http.Request, prefix string, items []T, ref func(T) strin
 	}
 	slices.SortFunc(items, func(a, b T) int { return strings.Compare(ref(b), ref(a)) })
 	if p.Cursor != "" {
-		items = items[indexOr(items, len(items), func(it T) bool { return ref(it) < p.Cursor }):]
+		items = from(items, func(it T) bool { return ref(it) < p.Cursor })
 	}
 	return firstPage(items, p.Limit, ref), nil
 }
 
-// indexOr is the index of the first item f holds for, or else n.
-func indexOr[T any](items []T, n int, f func(T) bool) int {
+// from is the items from the first that f holds for (none if no item).
+func from[T any](items []T, f func(T) bool) []T {
 	if i := slices.IndexFunc(items, f); i >= 0 {
-		return i
+		return items[i:]
 	}
-	return n
+	return nil
 }
 
 // firstPage renders the first limit items, keyed for the next page by key.

@@ -53,7 +53,7 @@ func programPage(r *http.Request, ps []cardrail.Program, lookup func(code string
 			if at == nil {
 				return list[cardrail.Program]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
 			}
-			ps = ps[indexOr(ps, len(ps), func(q cardrail.Program) bool { return newest(*at, q) < 0 }):]
+			ps = from(ps, func(q cardrail.Program) bool { return newest(*at, q) < 0 })
 		}
 	}
 	return firstPage(ps, p.Limit, code), nil
