@@ -55,6 +55,7 @@ const (
 	up      = iota // verify, record, answer 204
 	failing        // answer 500
 	hangUp         // close the connection without answering
+	held           // signal arrived, then answer 204 once release is closed
 )
 
 // receiver is a webhook endpoint that verifies every signature with its
@@ -71,6 +72,8 @@ type receiver struct {
 	accepted []received
 	hits     map[string]int  // every request per webhook-id, accepted or not
 	refuse   map[string]bool // webhook-ids answered 500 whatever the mode
+
+	arrived, release chan struct{} // for held
 }
 
 type received struct {
@@ -116,6 +119,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if err == nil {
 			conn.Close()
 		}
+		return
+	case held:
+		r.arrived <- struct{}{}
+		<-r.release
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if err := verifySignature(secret, req.Header, body, r.clock.Now()); err != nil {
@@ -803,6 +811,74 @@ func TestAttemptsAndBacklog(t *testing.T) {
 			want(1, 1, 1, 0)
 		})
 	})
+}
+
+// TestEndpointDeletedMidAttempt: an endpoint deleted while an attempt to
+// it is in flight. The delete fails the delivery; the worker then stores
+// the attempt on it and counts it as endpoint_deleted, not as a lost lease
+// (whose delivery would be sent again).
+func TestEndpointDeletedMidAttempt(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op", "US", "ops")
+		c := newClock()
+		r := newReceiver(t, c)
+		endpoint := register(t, env, r, cardrail.EventCardCreated)
+		r.arrived, r.release = make(chan struct{}), make(chan struct{})
+		r.setMode(held)
+		var logs syncBuffer
+		w := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Schedule: []time.Duration{time.Second},
+			Timeout: 5 * time.Second, Log: slog.New(slog.NewTextHandler(&logs, nil)), Keys: env.App.Keys})
+		env.Client("alice", "US").NewCard("usd_visa_virtual")
+		done := make(chan error, 1)
+		go func() { done <- w.RunOnce(context.Background()) }()
+		select {
+		case <-r.arrived:
+		case err := <-done:
+			t.Fatalf("RunOnce returned before the attempt arrived: %v", err)
+		}
+		ops.Must(200, "DELETE", "/ops/webhook-endpoints/"+endpoint+"/", nil)
+		close(r.release)
+		if err := <-done; err != nil {
+			t.Fatalf("RunOnce: %v", err)
+		}
+		got := w.Attempts()
+		if got[webhook.AttemptEndpointDeleted] != 1 || got[webhook.AttemptUnrecorded] != 0 || got[webhook.AttemptDelivered] != 0 {
+			t.Errorf("attempts %v, want one endpoint_deleted", got)
+		}
+		if out := logs.String(); strings.Contains(out, "lease lost") || !strings.Contains(out, "endpoint deleted") {
+			t.Errorf("log:\n%s", out)
+		}
+		var d struct{ Data []webhook.Delivery }
+		ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d)
+		if len(d.Data) != 1 || d.Data[0].Status != webhook.DeliveryFailed || len(d.Data[0].Attempts) != 1 ||
+			d.Data[0].Attempts[0].StatusCode == nil || *d.Data[0].Attempts[0].StatusCode != http.StatusNoContent {
+			t.Fatalf("deliveries %+v", d.Data)
+		}
+		c.Advance(time.Minute)
+		runOnce(t, w)
+		if n := r.totalHits(); n != 1 {
+			t.Errorf("the endpoint got %d requests, want the one", n)
+		}
+	})
+}
+
+// syncBuffer is a buffer a logger and a test can share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestRedirectsAreNotFollowed(t *testing.T) {

@@ -98,10 +98,15 @@ const (
 	// (the lease was lost, or the database refused the write); the
 	// delivery is sent again.
 	AttemptUnrecorded AttemptOutcome = "unrecorded"
+	// AttemptEndpointDeleted: the endpoint was deleted while the attempt
+	// was in flight. The delete failed the delivery, which is not sent
+	// again; the attempt is stored on it.
+	AttemptEndpointDeleted AttemptOutcome = "endpoint_deleted"
 )
 
 // AttemptOutcomes lists every attempt outcome.
-var AttemptOutcomes = []AttemptOutcome{AttemptDelivered, AttemptRetryScheduled, AttemptFailed, AttemptUnrecorded}
+var AttemptOutcomes = []AttemptOutcome{AttemptDelivered, AttemptRetryScheduled, AttemptFailed, AttemptUnrecorded,
+	AttemptEndpointDeleted}
 
 // Attempts reports the worker's delivery attempts since it was made, by
 // outcome (every outcome present, zero or not). Attempts cut short by
@@ -453,15 +458,29 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 		w.opts.Log.Warn("webhook attempt failed", "delivery", c.Delivery, "endpoint", c.Endpoint,
 			"event", c.EventID, "attempt", o.AttemptCount, "error", msg, "status", string(o.Status))
 	}
-	var kept bool
+	var kept, deleted bool
 	err := w.store.WebhookTx(ctx, func(tx Tx) error {
 		var err error
-		kept, err = tx.RecordWebhookAttempt(ctx, c.Delivery, token, a, o)
+		if kept, err = tx.RecordWebhookAttempt(ctx, c.Delivery, token, a, o); err != nil || kept {
+			return err
+		}
+		// The lease is gone: either another worker took the delivery
+		// over, or deleting the endpoint failed it.
+		_, err = tx.WebhookEndpoint(ctx, c.Livemode, c.Endpoint)
+		if deleted = errors.Is(err, cardrail.ErrNoRows); deleted {
+			err = nil
+		}
 		return err
 	})
 	if err != nil {
 		w.attempts[AttemptUnrecorded].Add(1)
 		return fmt.Errorf("record attempt of %s: %w", c.Delivery, err)
+	}
+	if deleted {
+		w.attempts[AttemptEndpointDeleted].Add(1)
+		w.opts.Log.Info("webhook endpoint deleted while an attempt was in flight; the delivery stays failed",
+			"delivery", c.Delivery, "endpoint", c.Endpoint)
+		return nil
 	}
 	if !kept {
 		w.attempts[AttemptUnrecorded].Add(1)
