@@ -42,7 +42,8 @@ type Endpoint struct {
 	// in the response that creates the endpoint.
 	Secret string `json:"secret,omitempty"`
 	// AfterSeq is the outbox position at registration: the endpoint
-	// receives the events after it.
+	// receives the events after it, which are every event committed after
+	// the endpoint and possibly a few committed just before.
 	AfterSeq int64 `json:"-"`
 }
 

@@ -160,15 +160,42 @@ func (q *queries) WebhookEndpoint(ctx context.Context, livemode bool, ref string
 	return scanEndpoint(q.q.QueryRow(ctx, endpointSelect+` WHERE livemode = $1 AND reference = $2`, livemode, ref))
 }
 
-// InsertWebhookEndpoint implements webhook.Tx. Holding the dispatch cursor
-// while reading the outbox head keeps a dispatcher from taking an event
-// between the two, which the endpoint would then miss.
-func (q *queries) InsertWebhookEndpoint(ctx context.Context, e *webhook.Endpoint) error {
+// lockDispatch takes the dispatch cursor's row and returns its position.
+// A dispatcher holds it for the whole of its transaction, from reading the
+// events to queueing their deliveries, so a change to the endpoints made
+// under it falls wholly before or wholly after a dispatcher's pass.
+func (q *queries) lockDispatch(ctx context.Context) (int64, error) {
 	var last int64
 	if err := q.q.QueryRow(ctx, `SELECT last_seq FROM webhook_dispatch WHERE id = 1`+q.d.ForUpdate).Scan(&last); err != nil {
-		return fmt.Errorf("dispatch cursor: %w", err)
+		return 0, fmt.Errorf("dispatch cursor: %w", err)
 	}
-	if err := q.q.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&e.AfterSeq); err != nil {
+	return last, nil
+}
+
+// InsertWebhookEndpoint implements webhook.Tx. Holding the dispatch cursor
+// while reading the outbox keeps a dispatcher from taking an event between
+// the two, which the endpoint would then miss.
+//
+// On PostgreSQL an event may be visible neither to this read nor to the
+// dispatcher yet, its transaction still running, while events after it have
+// committed: its sequence number is a gap. Such an event commits after the
+// endpoint, so AfterSeq stops below the first gap past the cursor. Events
+// after that gap that had committed already are delivered too: a few
+// events committed just before the endpoint, never one committed after it
+// missed. (Below the cursor no gap can fill any more; see TakeEvents.)
+func (q *queries) InsertWebhookEndpoint(ctx context.Context, e *webhook.Endpoint) error {
+	last, err := q.lockDispatch(ctx)
+	if err != nil {
+		return err
+	}
+	if q.d.Name != "postgres" {
+		err = q.q.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&e.AfterSeq)
+	} else {
+		err = q.q.QueryRow(ctx, `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM events WHERE seq = $1::bigint + 1) THEN $1::bigint
+			ELSE (SELECT e.seq FROM events e WHERE e.seq > $1::bigint
+				AND NOT EXISTS (SELECT 1 FROM events n WHERE n.seq = e.seq + 1) ORDER BY e.seq LIMIT 1) END`, last).Scan(&e.AfterSeq)
+	}
+	if err != nil {
 		return fmt.Errorf("outbox head: %w", err)
 	}
 	events, err := json.Marshal(e.Events)
@@ -184,7 +211,14 @@ func (q *queries) InsertWebhookEndpoint(ctx context.Context, e *webhook.Endpoint
 }
 
 // DeleteWebhookEndpoint implements webhook.Tx.
+//
+// It holds the dispatch cursor: a dispatcher that read the endpoints before
+// the delete committed could otherwise queue deliveries to the endpoint
+// after it, which nothing would ever send or fail.
 func (q *queries) DeleteWebhookEndpoint(ctx context.Context, livemode bool, ref string, now time.Time) (*webhook.Endpoint, error) {
+	if _, err := q.lockDispatch(ctx); err != nil {
+		return nil, err
+	}
 	e, err := scanEndpoint(q.q.QueryRow(ctx, endpointSelect+` WHERE livemode = $1 AND reference = $2`+q.d.ForUpdate, livemode, ref))
 	if err != nil {
 		return nil, err
