@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -64,9 +65,18 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// outcomes lists a series' outcome labels for its help text.
+func outcomes[S ~string](os []S) string {
+	out := make([]string, len(os))
+	for i, o := range os {
+		out[i] = string(o)
+	}
+	return strings.Join(out, ", ")
+}
+
 var (
 	providerBreaker  = prometheus.NewDesc("cardrail_provider_breaker_state", "1 for the state each provider's circuit breaker is in (closed, open, half_open), 0 for the others.", []string{"provider", "state"}, nil)
-	providerAttempts = prometheus.NewDesc("cardrail_provider_issue_attempts_total", "Card issue calls to each provider, by outcome (issued, failed, timeout, canceled).", []string{"provider", "outcome"}, nil)
+	providerAttempts = prometheus.NewDesc("cardrail_provider_issue_attempts_total", "Card issue calls to each provider, by outcome ("+outcomes(provider.AttemptOutcomes)+").", []string{"provider", "outcome"}, nil)
 )
 
 // providerCollector reads provider.Router.Stats.
@@ -93,7 +103,7 @@ func (c providerCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 var (
-	webhookAttempts = prometheus.NewDesc("cardrail_webhook_attempts_total", "Webhook delivery attempts by this instance, by outcome (delivered, retry_scheduled, failed, unrecorded).", []string{"outcome"}, nil)
+	webhookAttempts = prometheus.NewDesc("cardrail_webhook_attempts_total", "Webhook delivery attempts by this instance, by outcome ("+outcomes(webhook.AttemptOutcomes)+").", []string{"outcome"}, nil)
 	webhookPending  = prometheus.NewDesc("cardrail_webhook_pending_deliveries", "Webhook deliveries pending in the database (every instance's), by mode; counted at scrape time.", []string{"mode"}, nil)
 	webhookErrors   = prometheus.NewDesc("cardrail_webhook_pending_count_errors_total", "Scrapes whose count of pending deliveries failed or timed out; the gauge was left out of those scrapes.", nil, nil)
 )

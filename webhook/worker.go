@@ -484,7 +484,7 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 	}
 	if !kept {
 		w.attempts[AttemptUnrecorded].Add(1)
-		w.opts.Log.Warn("webhook lease lost before the attempt was recorded; another worker owns the delivery",
+		w.opts.Log.Warn("webhook lease lost before the attempt was recorded (an operator replayed the delivery, or its lease ran out and another worker took it); the attempt is stored, the delivery is sent again",
 			"delivery", c.Delivery)
 		return nil
 	}
