@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cardrail/cardrail"
+	"github.com/cardrail/cardrail/issuing"
 )
 
 // maxBody bounds every request body.
@@ -155,11 +156,15 @@ func decodeError(err error) error {
 		}
 		msg := "must be " + jsonKind(typ.Type.Kind().String())
 		if strings.HasPrefix(typ.Type.String(), "int") && strings.HasPrefix(typ.Value, "number") {
-			msg = "must be an integer (minor units), not a fraction or exponent"
+			// Every integer a body takes is an amount but the simulated
+			// partner's delay; both are bounded far below int64.
+			unit, bounds := "minor units", cardrail.AmountRange
+			if field == "delay_ms" {
+				unit, bounds = "milliseconds", issuing.DelayRange
+			}
+			msg = "must be an integer (" + unit + "), not a fraction or exponent"
 			if !strings.ContainsAny(strings.TrimPrefix(typ.Value, "number "), ".eE") {
-				// An integer literal too large for int64: every integer
-				// a body takes is an amount, bounded far below that.
-				msg = cardrail.AmountRange
+				msg = bounds // an integer literal too large for int64
 			}
 		}
 		return cardrail.Invalid(cardrail.FieldError{Field: field, Message: msg})

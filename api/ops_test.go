@@ -497,6 +497,14 @@ func TestSimulatedPartners(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d", tc.path, tc.body, r.Status, r.Body, tc.status)
 		}
 	}
+	// The delay is milliseconds, not an amount, whatever is wrong with it.
+	for _, body := range []string{`{"outcome":"normal","delay_ms":1.5}`, `{"outcome":"normal","delay_ms":99999999999999999999}`,
+		`{"outcome":"normal","delay_ms":10001}`} {
+		r := ops.Do("POST", "/ops/providers/sandbox_alpha/simulate/", body)
+		if r.Status != 422 || !strings.Contains(string(r.Body), "milliseconds") || strings.Contains(string(r.Body), "minor units") {
+			t.Errorf("%s: %d %s", body, r.Status, r.Body)
+		}
+	}
 	if r := alice.Do("POST", "/ops/providers/sandbox_alpha/simulate/", `{"outcome":"error"}`); r.Status != 403 {
 		t.Fatalf("a cardholder scripted a partner: %d", r.Status)
 	}

@@ -287,9 +287,12 @@ type simulator interface {
 	Simulation() (string, time.Duration)
 }
 
-// maxSimulatedDelay bounds a simulated partner's added latency: past the
+// MaxSimulatedDelay bounds a simulated partner's added latency: past the
 // router's 5 s attempt timeout it shows nothing more.
-const maxSimulatedDelay = 10 * time.Second
+const MaxSimulatedDelay = 10 * time.Second
+
+// DelayRange says what a simulated delay may be.
+var DelayRange = fmt.Sprintf("must be an integer from 0 to %d (milliseconds)", MaxSimulatedDelay.Milliseconds())
 
 // ProviderSimulation is how a sandbox partner answers card requests on
 // this server.
@@ -318,8 +321,8 @@ func (s *Service) SimulateProvider(ctx context.Context, c cardrail.Caller, name,
 	if !slices.Contains(sim.Outcomes(), outcome) {
 		errs = append(errs, cardrail.FieldError{Field: "outcome", Message: "must be one of " + strings.Join(sim.Outcomes(), ", ")})
 	}
-	if delayMS < 0 || delayMS > maxSimulatedDelay.Milliseconds() {
-		errs = append(errs, cardrail.FieldError{Field: "delay_ms", Message: fmt.Sprintf("must be from 0 to %d", maxSimulatedDelay.Milliseconds())})
+	if delayMS < 0 || delayMS > MaxSimulatedDelay.Milliseconds() {
+		errs = append(errs, cardrail.FieldError{Field: "delay_ms", Message: DelayRange})
 	}
 	if len(errs) > 0 {
 		return nil, cardrail.Invalid(errs...)
