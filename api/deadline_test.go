@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"database/sql"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,54 @@ func TestLockedCardStallsOnlyItself(t *testing.T) {
 		}
 		alice.Must(201, "POST", "/managed-cards/"+locked+"/authorize/", apptest.Purchase(100))
 		env.CheckLedger()
+	})
+}
+
+// TestClientHangUpIsNotAServerFault: a client that gives up while its card
+// is being issued is no server error. It was logged at ERROR and counted
+// as a 500; it is now recorded as 499, and its Idempotency-Key is released
+// so that the retry gets the card the partner issued.
+func TestClientHangUpIsNotAServerFault(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op", "US", "ops")
+		alice := env.Client("alice", "US")
+		ops.Must(200, "POST", "/ops/providers/sandbox_alpha/simulate/", map[string]any{"outcome": "normal", "delay_ms": 1000})
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, "POST", env.Server.URL+"/cards/api/v1/managed-cards/",
+			strings.NewReader(`{"program":"usd_visa_virtual"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+alice.Token)
+		req.Header.Set("Idempotency-Key", "hang-up")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+			t.Fatalf("answered %d before the client gave up", res.StatusCode)
+		}
+		var line string
+		for deadline := time.Now().Add(10 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, l := range strings.Split(env.Logs.String(), "\n") {
+				if strings.Contains(l, `"msg":"request"`) && strings.Contains(l, `"route":"POST /cards/api/v1/managed-cards/"`) &&
+					strings.Contains(l, `"sub":"alice"`) {
+					line = l
+				}
+			}
+		}
+		if !strings.Contains(line, `"status":499`) || !strings.Contains(line, `"level":"INFO"`) {
+			t.Fatalf("the hung-up request was logged as %q", line)
+		}
+		metrics := alice.Do("GET", "//metrics", nil)
+		if body := string(metrics.Body); !strings.Contains(body, `status="499"`) || strings.Contains(body, `status="500"`) {
+			t.Fatalf("metrics:\n%s", body)
+		}
+		// The key was released, not stored: the retry issues the card under
+		// the reference the first try reserved.
+		ops.Must(200, "POST", "/ops/providers/sandbox_alpha/simulate/", map[string]any{"outcome": "normal"})
+		r := alice.Must(201, "POST", "/managed-cards/", map[string]any{"program": "usd_visa_virtual"}, "Idempotency-Key", "hang-up")
+		if r.Str("status") != "active" || r.Header.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("retry: %s", r.Body)
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,11 +55,19 @@ var statusByCode = map[cardrail.Code]int{
 	cardrail.CodeUnknownEventType:        http.StatusUnprocessableEntity,
 
 	cardrail.CodeInternal: http.StatusInternalServerError,
+
+	cardrail.CodeClientClosedRequest: StatusClientClosedRequest,
 }
 
+// StatusClientClosedRequest is the status logs and metrics record for a
+// request whose client closed the connection before its answer (nginx's
+// 499; no answer is sent).
+const StatusClientClosedRequest = 499
+
 // explain turns an internal failure the caller can act on into a problem
-// that says what happened: a commit the database never confirmed, or a
-// request that ran out of time (ctx is the request's, deadline included).
+// that says what happened: a commit the database never confirmed, a
+// request that ran out of time (ctx is the request's, deadline included),
+// or one whose client went away.
 // Other errors pass through.
 func explain(ctx context.Context, err error, timeout time.Duration) error {
 	if cardrail.ErrorCode(err) != cardrail.CodeInternal {
@@ -67,6 +76,11 @@ func explain(ctx context.Context, err error, timeout time.Duration) error {
 	if errors.Is(err, cardrail.ErrOutcomeUnknown) {
 		return &cardrail.Error{Code: cardrail.CodeOutcomeUnknown, Err: err, Message: "The database stopped answering while this request committed, " +
 			"so whether it took effect is unknown. Read the object to see, or retry with the same Idempotency-Key, which runs it at most once."}
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The client went away (a request's context ends only with its
+		// connection, short of the deadline): no one reads this answer.
+		return &cardrail.Error{Code: cardrail.CodeClientClosedRequest, Err: err, Message: "The client closed the request before its answer."}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &cardrail.Error{Code: cardrail.CodeRequestTimeout, Err: err, Message: fmt.Sprintf(
@@ -99,7 +113,7 @@ func problemFor(err error, requestID string) Problem {
 	}
 	p := Problem{
 		Type:      "https://cardrail.dev/problems/" + string(code),
-		Title:     http.StatusText(status),
+		Title:     cmp.Or(http.StatusText(status), "Client Closed Request"),
 		Status:    status,
 		Detail:    cardrail.ErrorMessage(err),
 		Code:      code,

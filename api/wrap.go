@@ -172,7 +172,7 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, rt route, c 
 	// nor on the request's deadline; it is bounded on its own.
 	store, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), idempotencyWriteTimeout)
 	defer cancel()
-	if res.status == http.StatusUnauthorized || res.status == http.StatusTooManyRequests || res.status >= 500 {
+	if !kept(res.status) {
 		err = s.idem.ReleaseIdempotent(store, scope, key, rec.Token)
 	} else {
 		stored := res.body
@@ -230,4 +230,12 @@ func modeName(livemode bool) string {
 		return "live"
 	}
 	return "test"
+}
+
+// kept reports whether an answer is stored under its Idempotency-Key. One
+// that says the request did not run to its end (401, 429, 5xx, or 499 when
+// the client went away) is not: the key is released and the retry runs.
+func kept(status int) bool {
+	return status != http.StatusUnauthorized && status != http.StatusTooManyRequests &&
+		status != StatusClientClosedRequest && status < 500
 }
