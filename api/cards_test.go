@@ -185,6 +185,14 @@ func TestConventions(t *testing.T) {
 				}
 			}
 		})
+		t.Run("a compressed body is refused, not read as JSON", func(t *testing.T) {
+			for ce, want := range map[string]int{"gzip": 415, "br": 415, "identity": 422} {
+				// 422: the body is read, and the empty program refused.
+				if r := alice.Do("POST", "/managed-cards/", `{"program":""}`, "Content-Encoding", ce); r.Status != want {
+					t.Fatalf("%s: status %d, want %d: %s", ce, r.Status, want, r.Body)
+				}
+			}
+		})
 		t.Run("a body that is not UTF-8 is refused, not repaired", func(t *testing.T) {
 			r := alice.Do("POST", "/managed-cards/", "{\"program\":\"usd_visa_virtual\",\"nickname\":\"\xff\xfe\"}")
 			if r.Status != 400 || r.Code() != "malformed_request" || !strings.Contains(r.Str("detail"), "UTF-8") {

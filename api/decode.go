@@ -46,6 +46,13 @@ func decode(r *http.Request, v any) error {
 				return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send JSON in UTF-8: charset %q is not accepted.", cs)
 			}
 		}
+		// No content coding is decoded (RFC 9110, section 8.4): a
+		// compressed body would be read as its compressed bytes.
+		for _, ce := range r.Header.Values("Content-Encoding") {
+			if ce = strings.TrimSpace(ce); ce != "" && !strings.EqualFold(ce, "identity") {
+				return cardrail.Errorf(cardrail.CodeUnsupportedMedia, "Send the body uncompressed: Content-Encoding %q is not accepted.", ce)
+			}
+		}
 		if bytes.Equal(trimmed, []byte("null")) {
 			// encoding/json takes a null body as nothing decoded, which
 			// would pass for {}; every body is an object.
