@@ -826,7 +826,7 @@ func TestEndpointDeletedMidAttempt(t *testing.T) {
 		endpoint := register(t, env, r, cardrail.EventCardCreated)
 		r.arrived, r.release = make(chan struct{}), make(chan struct{})
 		r.setMode(held)
-		var logs syncBuffer
+		var logs apptest.SyncBuffer
 		w := webhook.New(env.App.Store, webhook.Options{Now: c.Now, Schedule: []time.Duration{time.Second},
 			Timeout: 5 * time.Second, Log: slog.New(slog.NewTextHandler(&logs, nil)), Keys: env.App.Keys})
 		env.Client("alice", "US").NewCard("usd_visa_virtual")
@@ -861,24 +861,6 @@ func TestEndpointDeletedMidAttempt(t *testing.T) {
 			t.Errorf("the endpoint got %d requests, want the one", n)
 		}
 	})
-}
-
-// syncBuffer is a buffer a logger and a test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRedirectsAreNotFollowed(t *testing.T) {

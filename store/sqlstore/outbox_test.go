@@ -18,6 +18,38 @@ import (
 	"github.com/cardrail/cardrail/webhook"
 )
 
+// openPostgres opens a store on a new PostgreSQL database and returns it
+// with the database's URL.
+func openPostgres(t *testing.T) (*sqlstore.Store, string) {
+	t.Helper()
+	dbURL := testdb.URL(t, "postgres")
+	st, err := postgres.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, dbURL
+}
+
+// cardEvent is a card.updated event about object.
+func cardEvent(t *testing.T, object string) *cardrail.Event {
+	t.Helper()
+	e, err := cardrail.NewEvent(cardrail.EventCardUpdated, false, object, map[string]string{"object": "card"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e
+}
+
+// commitEvents inserts events in one transaction of the store.
+func commitEvents(t *testing.T, st *sqlstore.Store, events ...*cardrail.Event) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.Tx(ctx, func(tx cardrail.Tx) error { return tx.InsertEvents(ctx, events) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestOutboxGapFilledWhileRead: an event whose transaction commits just
 // after the dispatcher read the outbox, while that gap is old enough to be
 // judged, must be taken on a later read, not skipped as rolled back. (The
@@ -25,20 +57,8 @@ import (
 // judges gaps was read after the events.)
 func TestOutboxGapFilledWhileRead(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testdb.URL(t, "postgres")
-	st, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	event := func(object string) *cardrail.Event {
-		e, err := cardrail.NewEvent(cardrail.EventCardUpdated, false, object, map[string]string{"object": "card"}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &e
-	}
-	quick := event("card_quick")
+	st, dbURL := openPostgres(t)
+	quick := cardEvent(t, "card_quick")
 
 	// The slow transaction takes the first sequence number and holds it.
 	// It runs on a connection of its own: the store's transactions send
@@ -57,9 +77,7 @@ func TestOutboxGapFilledWhileRead(t *testing.T) {
 		VALUES ('evt_slow', 'card.updated', false, 'card_slow', '{}', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Tx(ctx, func(tx cardrail.Tx) error { return tx.InsertEvents(ctx, []*cardrail.Event{quick}) }); err != nil {
-		t.Fatal(err)
-	}
+	commitEvents(t, st, quick)
 	var taken []string
 	take := func() {
 		t.Helper()
@@ -126,20 +144,9 @@ func newEndpoint() *webhook.Endpoint {
 // endpoint started after the highest sequence number it could see.)
 func TestEndpointReceivesEventsCommittedAfterIt(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testdb.URL(t, "postgres")
-	st, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, dbURL := openPostgres(t)
 	slow, slowSeq := slowEvent(t, ctx, dbURL, "card_slow")
-	quick, err := cardrail.NewEvent(cardrail.EventCardUpdated, false, "card_quick", map[string]string{"object": "card"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Tx(ctx, func(tx cardrail.Tx) error { return tx.InsertEvents(ctx, []*cardrail.Event{&quick}) }); err != nil {
-		t.Fatal(err)
-	}
+	commitEvents(t, st, cardEvent(t, "card_quick"))
 	e := newEndpoint()
 	if err := st.WebhookTx(ctx, func(tx webhook.Tx) error { return tx.InsertWebhookEndpoint(ctx, e) }); err != nil {
 		t.Fatal(err)
@@ -170,25 +177,14 @@ func TestEndpointReceivesEventsCommittedAfterIt(t *testing.T) {
 // never failed.)
 func TestEndpointDeletedWhileDispatching(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testdb.URL(t, "postgres")
-	st, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, _ := openPostgres(t)
 	e := newEndpoint()
 	if err := st.WebhookTx(ctx, func(tx webhook.Tx) error { return tx.InsertWebhookEndpoint(ctx, e) }); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := cardrail.NewEvent(cardrail.EventCardUpdated, false, "card_x", map[string]string{"object": "card"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Tx(ctx, func(tx cardrail.Tx) error { return tx.InsertEvents(ctx, []*cardrail.Event{&ev}) }); err != nil {
-		t.Fatal(err)
-	}
+	commitEvents(t, st, cardEvent(t, "card_x"))
 	deleted := make(chan error, 1)
-	err = st.WebhookTx(ctx, func(tx webhook.Tx) error {
+	err := st.WebhookTx(ctx, func(tx webhook.Tx) error {
 		events, err := tx.TakeEvents(ctx, 10)
 		if err != nil {
 			return err
