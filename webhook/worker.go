@@ -464,8 +464,9 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 		if kept, err = tx.RecordWebhookAttempt(ctx, c.Delivery, token, a, o); err != nil || kept {
 			return err
 		}
-		// The lease is gone: either another worker took the delivery
-		// over, or deleting the endpoint failed it.
+		// The lease is gone: an operator replayed the delivery, its lease
+		// ran out and another worker took it, or deleting the endpoint
+		// failed it.
 		_, err = tx.WebhookEndpoint(ctx, c.Livemode, c.Endpoint)
 		if deleted = errors.Is(err, cardrail.ErrNoRows); deleted {
 			err = nil
