@@ -587,6 +587,17 @@ func TestRoutingAndFailover(t *testing.T) {
 			if r.Str("provider") != "sandbox_beta" || r.Str("status") != "active" || beta.Calls() != before+1 {
 				t.Fatalf("card %s", r.Body)
 			}
+			// The log says why alpha was passed over.
+			var found bool
+			for _, line := range strings.Split(env.Logs.String(), "\n") {
+				if strings.Contains(line, `"msg":"provider attempt"`) && strings.Contains(line, r.Str("reference")) &&
+					strings.Contains(line, `"provider":"sandbox_alpha"`) {
+					found = strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, `"error":`)
+				}
+			}
+			if !found {
+				t.Fatalf("no warning with the reason for alpha's failure:\n%s", env.Logs.String())
+			}
 		})
 		t.Run("every provider failing leaves a failed card with a reason", func(t *testing.T) {
 			defer reset()

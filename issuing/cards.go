@@ -133,8 +133,15 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 		Brand: prog.Brand, Type: prog.CardType, Currency: prog.Currency, Country: c.Country, Livemode: c.Livemode,
 	})
 	for _, a := range res.Attempts {
-		s.log.InfoContext(ctx, "provider attempt", "op", op, "card", card.Reference, "provider", a.Provider,
-			"ok", a.Err == nil, "duration_ms", a.Duration.Milliseconds())
+		if a.Err == nil {
+			s.log.InfoContext(ctx, "provider attempt", "op", op, "card", card.Reference, "provider", a.Provider,
+				"ok", true, "duration_ms", a.Duration.Milliseconds())
+			continue
+		}
+		// Why routing moved on (or gave up): an operator reading the log
+		// should not have to guess.
+		s.log.WarnContext(ctx, "provider attempt", "op", op, "card", card.Reference, "provider", a.Provider,
+			"ok", false, "duration_ms", a.Duration.Milliseconds(), "error", a.Err.Error())
 	}
 	var secret cardrail.CardSecret
 	switch {
