@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cardrail/cardrail"
 	"github.com/cardrail/cardrail/app"
 	"github.com/cardrail/cardrail/auth"
 	"github.com/cardrail/cardrail/config"
@@ -291,6 +292,16 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	}
 	if *ttl <= 0 {
 		return errors.New("token: --ttl must be positive")
+	}
+	// Any value is minted, as a token from elsewhere could carry it; one
+	// the server gives no meaning is likely a typo, so say what it means.
+	if *kyc != "" && *kyc != cardrail.KYCVerified {
+		fmt.Fprintf(stderr, "token: --kyc %q is not %q, so the holder counts as unverified\n", *kyc, cardrail.KYCVerified)
+	}
+	for _, r := range rs {
+		if r != cardrail.RoleOps {
+			fmt.Fprintf(stderr, "token: --role %q grants nothing; the one role is %q\n", r, cardrail.RoleOps)
+		}
 	}
 	store, err := app.OpenStore(ctx, cfg.DatabaseURL)
 	if err != nil {

@@ -34,6 +34,18 @@ func TestTokenCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"token", "--sub", "alice"}, getenv, &out, &errOut); err != nil || errOut.Len() > 0 {
 		t.Errorf("second token: %v, stderr %q", err, errOut.String())
 	}
+	// Values the server gives no meaning are minted, with a word about it.
+	for _, args := range [][]string{
+		{"token", "--sub", "alice", "--kyc", "yes"},
+		{"token", "--sub", "alice", "--role", "admin"},
+	} {
+		out.Reset()
+		errOut.Reset()
+		if err := run(t.Context(), args, getenv, &out, &errOut); err != nil || out.Len() == 0 ||
+			!strings.Contains(errOut.String(), `"`+args[len(args)-1]+`"`) {
+			t.Errorf("%v: token %q, err %v, stderr %q; want a token and a note naming the value", args, out.String(), err, errOut.String())
+		}
+	}
 	for _, args := range [][]string{
 		{"token", "--ttl", "1h"},
 		{"token", "--sub", "alice", "--ttl", "0s"},
