@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -810,6 +811,48 @@ func TestAttemptsAndBacklog(t *testing.T) {
 			runOnce(t, w)
 			want(1, 1, 1, 0)
 		})
+	})
+}
+
+// TestWaitingForEarlierIsShown: a delivery queued behind a failing one
+// about the same object says so, rather than looking due and stuck.
+func TestWaitingForEarlierIsShown(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, url string) {
+		env := apptest.New(t, url)
+		ops := env.Client("op", "US", "ops")
+		c := newClock()
+		r := newReceiver(t, c)
+		endpoint := register(t, env, r, cardrail.EventCardCreated, cardrail.EventCardFrozen)
+		r.setMode(failing)
+		alice := env.Client("alice", "US")
+		card := alice.NewCard("usd_visa_virtual")
+		alice.Must(200, "POST", "/managed-cards/"+card+"/freeze/", nil)
+		w := newWorker(env, c)
+		runOnce(t, w)
+		waiting := func() map[string]bool {
+			t.Helper()
+			var d struct{ Data []webhook.Delivery }
+			if err := ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d); err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]bool{}
+			for _, x := range d.Data {
+				out[x.EventType+" "+string(x.Status)] = x.WaitingForEarlier
+			}
+			return out
+		}
+		want := map[string]bool{cardrail.EventCardCreated + " pending": false, cardrail.EventCardFrozen + " pending": true}
+		if got := waiting(); !maps.Equal(got, want) {
+			t.Fatalf("while the first fails: %v, want %v", got, want)
+		}
+		r.setMode(up)
+		c.Advance(time.Minute)
+		runOnce(t, w)
+		runOnce(t, w)
+		want = map[string]bool{cardrail.EventCardCreated + " delivered": false, cardrail.EventCardFrozen + " delivered": false}
+		if got := waiting(); !maps.Equal(got, want) {
+			t.Fatalf("once delivered: %v, want %v", got, want)
+		}
 	})
 }
 

@@ -84,7 +84,11 @@ type Delivery struct {
 	// last replayed; it picks the next backoff delay.
 	AttemptCount  int        `json:"attempt_count"`
 	NextAttemptAt *time.Time `json:"next_attempt_at"`
-	DeliveredAt   *time.Time `json:"delivered_at"`
+	// WaitingForEarlier: the delivery is pending behind an earlier one
+	// about the same object to the same endpoint, and is not sent, whatever
+	// NextAttemptAt says, until that one is delivered or failed.
+	WaitingForEarlier bool       `json:"waiting_for_earlier"`
+	DeliveredAt       *time.Time `json:"delivered_at"`
 	// Attempts is every attempt ever made, oldest first.
 	Attempts  []Attempt `json:"attempts"`
 	Livemode  bool      `json:"livemode"`

@@ -393,16 +393,20 @@ func (q *queries) RecordWebhookAttempt(ctx context.Context, delivery, token stri
 }
 
 const deliverySelect = `SELECT reference, livemode, endpoint, event_id, event_seq, event_type, object_ref, status,
-	attempt_count, next_attempt_at, delivered_at, created_at, updated_at FROM webhook_deliveries`
+	attempt_count, next_attempt_at, delivered_at, created_at, updated_at, head, replayed FROM webhook_deliveries`
 
 func scanDelivery(r Row) (*webhook.Delivery, error) {
 	var d webhook.Delivery
 	var next, delivered *int64
 	var created, updated int64
+	var head, replayed bool
 	if err := r.Scan(&d.Reference, &d.Livemode, &d.Endpoint, &d.Event, &d.EventSeq, &d.EventType, &d.ObjectRef,
-		&d.Status, &d.AttemptCount, &next, &delivered, &created, &updated); err != nil {
+		&d.Status, &d.AttemptCount, &next, &delivered, &created, &updated, &head, &replayed); err != nil {
 		return nil, err
 	}
+	// Only a queue's head and replays are sent; any other pending
+	// delivery waits for the one before it.
+	d.WaitingForEarlier = d.Status == webhook.DeliveryPending && !head && !replayed
 	d.Object = webhook.ObjectDelivery
 	d.NextAttemptAt, d.DeliveredAt = timeOrNil(next), timeOrNil(delivered)
 	d.CreatedAt, d.UpdatedAt = fromMicros(created), fromMicros(updated)
