@@ -52,10 +52,10 @@ const (
 	CodeUnknownEventType        Code = "unknown_event_type"
 	CodeRequestTimeout          Code = "request_timeout"
 	CodeOutcomeUnknown          Code = "outcome_unknown"
-	// CodeClientClosedRequest is never sent: the client closed the
-	// connection before its answer. It names the request in logs and
-	// metrics (status 499) so that a caller giving up is not counted as a
-	// server fault.
+	// CodeClientClosedRequest: the client closed the connection (or its
+	// sending side) before its answer, which is then rarely read. It names
+	// the request in logs and metrics (status 499) so that a caller giving
+	// up is not counted as a server fault.
 	CodeClientClosedRequest Code = "client_closed_request"
 )
 

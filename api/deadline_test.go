@@ -161,8 +161,9 @@ func TestLockedCardStallsOnlyItself(t *testing.T) {
 
 // TestClientHangUpIsNotAServerFault: a client that gives up while its card
 // is being issued is no server error. It was logged at ERROR and counted
-// as a 500; it is now recorded as 499, and its Idempotency-Key is released
-// so that the retry gets the card the partner issued.
+// as a 500; it is now recorded as 499 (at warn, with the error), and its
+// Idempotency-Key is released so that the retry gets the card the partner
+// issued. The partner attempt it cut short is no partner's fault: info.
 func TestClientHangUpIsNotAServerFault(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, url string) {
 		env := apptest.New(t, url)
@@ -191,8 +192,14 @@ func TestClientHangUpIsNotAServerFault(t *testing.T) {
 				}
 			}
 		}
-		if !strings.Contains(line, `"status":499`) || !strings.Contains(line, `"level":"INFO"`) {
+		// At warn, with what the request was doing when its client left.
+		if !strings.Contains(line, `"status":499`) || !strings.Contains(line, `"level":"WARN"`) || !strings.Contains(line, `"error":`) {
 			t.Fatalf("the hung-up request was logged as %q", line)
+		}
+		for _, l := range strings.Split(env.Logs.String(), "\n") {
+			if strings.Contains(l, `"msg":"provider attempt"`) && strings.Contains(l, `"ok":false`) && !strings.Contains(l, `"level":"INFO"`) {
+				t.Errorf("the attempt the hang-up cut short: %s", l)
+			}
 		}
 		metrics := alice.Do("GET", "//metrics", nil)
 		if body := string(metrics.Body); !strings.Contains(body, `status="499"`) || strings.Contains(body, `status="500"`) {

@@ -241,11 +241,16 @@ func (s *Server) observe(r *http.Request, ri *reqInfo, status int, d time.Durati
 		attrs = append(attrs, slog.String("sub", ri.caller.Subject), slog.Bool("livemode", ri.caller.Livemode))
 	}
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		level = slog.LevelError
-		if ri.err != nil {
-			attrs = append(attrs, slog.String("error", ri.err.Error()))
-		}
+	case status == StatusClientClosedRequest:
+		// Not the server's fault, but what the request was doing when
+		// its client left may be: a stall a client gave up on shows here.
+		level = slog.LevelWarn
+	}
+	if level > slog.LevelInfo && ri.err != nil {
+		attrs = append(attrs, slog.String("error", ri.err.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
@@ -295,7 +300,7 @@ func (s *Server) problemResponse(r *http.Request, err error) response {
 	ri := info(r)
 	err = explain(r.Context(), err, s.cfg.RequestTimeout)
 	p := problemFor(err, ri.id)
-	if p.Status >= 500 {
+	if p.Status >= 500 || p.Status == StatusClientClosedRequest {
 		ri.err = err
 	}
 	res := jsonResponse(p.Status, p)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"unicode/utf8"
@@ -139,8 +140,13 @@ func (s *Service) CreateCard(ctx context.Context, c cardrail.Caller, p CardParam
 			continue
 		}
 		// Why routing moved on (or gave up): an operator reading the log
-		// should not have to guess.
-		s.log.WarnContext(ctx, "provider attempt", "op", op, "card", card.Reference, "provider", a.Provider,
+		// should not have to guess. A caller that went away is no
+		// partner's fault.
+		level := slog.LevelWarn
+		if ctx.Err() != nil {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "provider attempt", "op", op, "card", card.Reference, "provider", a.Provider,
 			"ok", false, "duration_ms", a.Duration.Milliseconds(), "error", a.Err.Error())
 	}
 	var secret cardrail.CardSecret

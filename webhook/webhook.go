@@ -43,7 +43,8 @@ type Endpoint struct {
 	Secret string `json:"secret,omitempty"`
 	// AfterSeq is the outbox position at registration: the endpoint
 	// receives the events after it, which are every event committed after
-	// the endpoint and possibly a few committed just before.
+	// the endpoint and possibly some committed before it that no endpoint
+	// had been sent yet (see the store's InsertWebhookEndpoint).
 	AfterSeq int64 `json:"-"`
 }
 

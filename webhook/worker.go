@@ -479,7 +479,7 @@ func (w *Worker) send(ctx context.Context, c *Claim, token string) error {
 	}
 	if deleted {
 		w.attempts[AttemptEndpointDeleted].Add(1)
-		w.opts.Log.Info("webhook endpoint deleted while an attempt was in flight; the delivery stays failed",
+		w.opts.Log.Info("webhook endpoint deleted while an attempt was in flight; the delivery is not sent again",
 			"delivery", c.Delivery, "endpoint", c.Endpoint)
 		return nil
 	}

@@ -180,9 +180,12 @@ func (q *queries) lockDispatch(ctx context.Context) (int64, error) {
 // dispatcher yet, its transaction still running, while events after it have
 // committed: its sequence number is a gap. Such an event commits after the
 // endpoint, so AfterSeq stops below the first gap past the cursor. Events
-// after that gap that had committed already are delivered too: a few
-// events committed just before the endpoint, never one committed after it
-// missed. (Below the cursor no gap can fill any more; see TakeEvents.)
+// after that gap that had committed already are delivered too: never one
+// committed after the endpoint missed, but some committed before it that
+// no endpoint had been sent yet. Normally that is the last moment's; while
+// the dispatcher waits to rule a gap a rolled-back transaction left (until
+// every transaction older than it has ended), it is every event after the
+// gap. (Below the cursor no gap can fill any more; see TakeEvents.)
 func (q *queries) InsertWebhookEndpoint(ctx context.Context, e *webhook.Endpoint) error {
 	last, err := q.lockDispatch(ctx)
 	if err != nil {
