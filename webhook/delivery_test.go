@@ -686,7 +686,23 @@ func TestFailedAfterTheScheduleAndReplayed(t *testing.T) {
 		card := alice.NewCard("usd_visa_virtual")
 		alice.Must(200, "POST", "/managed-cards/"+card+"/freeze/", nil)
 		w := newWorker(env, c, time.Second, 2*time.Second)
-		for range 3 {
+		runOnce(t, w)
+		t.Run("a delivery queued behind a failing one says it waits", func(t *testing.T) {
+			// Rather than look due and stuck: no attempts, next_attempt_at past.
+			var d struct{ Data []webhook.Delivery }
+			if err := ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, x := range d.Data {
+				got[x.EventType+" "+string(x.Status)] = x.WaitingForEarlier
+			}
+			if want := map[string]bool{cardrail.EventCardCreated + " pending": false, cardrail.EventCardFrozen + " pending": true}; !maps.Equal(got, want) {
+				t.Fatalf("waiting_for_earlier by delivery: %v, want %v", got, want)
+			}
+		})
+		c.Advance(3 * time.Second)
+		for range 2 {
 			runOnce(t, w)
 			c.Advance(3 * time.Second)
 		}
@@ -733,7 +749,7 @@ func TestFailedAfterTheScheduleAndReplayed(t *testing.T) {
 			var d struct{ Data []webhook.Delivery }
 			ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d)
 			for _, x := range d.Data {
-				if x.Reference == ref && (x.Status != webhook.DeliveryDelivered || len(x.Attempts) != 5) {
+				if x.Reference == ref && (x.Status != webhook.DeliveryDelivered || len(x.Attempts) != 5) || x.WaitingForEarlier {
 					t.Fatalf("after replay: %+v", x)
 				}
 			}
@@ -811,48 +827,6 @@ func TestAttemptsAndBacklog(t *testing.T) {
 			runOnce(t, w)
 			want(1, 1, 1, 0)
 		})
-	})
-}
-
-// TestWaitingForEarlierIsShown: a delivery queued behind a failing one
-// about the same object says so, rather than looking due and stuck.
-func TestWaitingForEarlierIsShown(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, url string) {
-		env := apptest.New(t, url)
-		ops := env.Client("op", "US", "ops")
-		c := newClock()
-		r := newReceiver(t, c)
-		endpoint := register(t, env, r, cardrail.EventCardCreated, cardrail.EventCardFrozen)
-		r.setMode(failing)
-		alice := env.Client("alice", "US")
-		card := alice.NewCard("usd_visa_virtual")
-		alice.Must(200, "POST", "/managed-cards/"+card+"/freeze/", nil)
-		w := newWorker(env, c)
-		runOnce(t, w)
-		waiting := func() map[string]bool {
-			t.Helper()
-			var d struct{ Data []webhook.Delivery }
-			if err := ops.Must(200, "GET", "/ops/webhook-deliveries/?endpoint="+endpoint, nil).Decode(&d); err != nil {
-				t.Fatal(err)
-			}
-			out := map[string]bool{}
-			for _, x := range d.Data {
-				out[x.EventType+" "+string(x.Status)] = x.WaitingForEarlier
-			}
-			return out
-		}
-		want := map[string]bool{cardrail.EventCardCreated + " pending": false, cardrail.EventCardFrozen + " pending": true}
-		if got := waiting(); !maps.Equal(got, want) {
-			t.Fatalf("while the first fails: %v, want %v", got, want)
-		}
-		r.setMode(up)
-		c.Advance(time.Minute)
-		runOnce(t, w)
-		runOnce(t, w)
-		want = map[string]bool{cardrail.EventCardCreated + " delivered": false, cardrail.EventCardFrozen + " delivered": false}
-		if got := waiting(); !maps.Equal(got, want) {
-			t.Fatalf("once delivered: %v, want %v", got, want)
-		}
 	})
 }
 
