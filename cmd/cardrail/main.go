@@ -26,6 +26,7 @@ import (
 	"github.com/cardrail/cardrail/app"
 	"github.com/cardrail/cardrail/auth"
 	"github.com/cardrail/cardrail/config"
+	"github.com/cardrail/cardrail/internal/logbuf"
 )
 
 func main() {
@@ -147,13 +148,23 @@ func setGCPercent(getenv func(string) string) {
 	}
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger writes JSON lines to w through a buffer. Written line by line
+// to a file, the access log (a line per request) cost the authorization
+// path 6–11% of its throughput against discarding it, in alternated bench
+// runs; through the buffer, about half of that. Info lines wait up to
+// logFlushInterval; a warning or an error is written at once, with what
+// came before it. The returned close flushes the rest.
+func newLogger(w io.Writer, level string) (*slog.Logger, func() error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	b := logbuf.New(w, 64<<10, logFlushInterval)
+	return slog.New(logbuf.Handler(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: l}), b, slog.LevelWarn)), b.Close
 }
+
+// logFlushInterval bounds how long an info line waits in the log buffer.
+const logFlushInterval = 100 * time.Millisecond
 
 func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -167,7 +178,8 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	if *workEvery <= 0 {
 		return fmt.Errorf("serve: --worker-interval must be positive, not %s", *workEvery)
 	}
-	log := newLogger(stdout, cfg.LogLevel)
+	log, flushLog := newLogger(stdout, cfg.LogLevel)
+	defer flushLog() // after everything below has logged its last
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
