@@ -139,7 +139,7 @@ func build(ctx context.Context, cfg config.Config, store *sqlstore.Store, log *s
 		// pages outside PostgreSQL's buffers); one beat two by 7-8% at
 		// 200 cards in a fast hour, its batches being twice as large,
 		// and lost by as much ten minutes later; they were even at
-		// 10,000 cards (README, Performance). Three split the batches
+		// 10,000 cards (docs/performance.md, Executors). Three split the batches
 		// further and gave less. SQLite has a single writer, so a second
 		// batch would only wait for it. The cap of 8 is not measured
 		// (only 2 cores were): it keeps executors from holding most of

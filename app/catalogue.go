@@ -61,7 +61,8 @@ func registerSandboxPartners(reg *provider.Registry, secret []byte) map[string]*
 // routed to no partner: Cardrail ships no production partner, so an
 // operator enables a program and activates its markets (ops API), and
 // issuing answers provider_unsupported until a partner adapter is
-// registered and named in the program (see README, Configuration).
+// registered and named in the program (docs/operations.md, Sandbox and
+// production).
 func seedCatalogue(ctx context.Context, store cardrail.Store, production bool) error {
 	return store.Tx(ctx, func(tx cardrail.Tx) error {
 		for _, p := range sandboxCatalogue {

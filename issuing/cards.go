@@ -437,8 +437,8 @@ func (s *Service) RevealDetails(ctx context.Context, c cardrail.Caller, ref, req
 	pan, err := s.keys.Open(secret.KeyID, secret.SealedPAN, []byte(card.Reference))
 	if errors.Is(err, seal.ErrUnknownKey) {
 		// The operator lost or dropped the key that sealed this number:
-		// the service is misconfigured, not failing (README, rotating the
-		// encryption key). The log names the key id.
+		// the service is misconfigured, not failing (docs/operations.md,
+		// rotating the encryption key). The log names the key id.
 		return nil, &cardrail.Error{Code: cardrail.CodeServiceUnavailable, Op: "cards.Reveal", Err: err,
 			Message: "This card's number cannot be opened on this server right now: the key that sealed it is not configured. The operator is told in the log."}
 	}
