@@ -205,7 +205,7 @@ func serve(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("cardrail serving", "addr", cfg.Addr, "database", redact(cfg.DatabaseURL),
-		"production", cfg.ProductionEnabled(), "hint", "mint a sandbox token with: cardrail token --sub alice")
+		"production", cfg.ProductionEnabled(), "hint", tokenHint(cfg.DatabaseURL))
 
 	select {
 	case err = <-errc:
@@ -345,4 +345,15 @@ func token(ctx context.Context, cfg config.Config, args []string, stdout, stderr
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// tokenHint tells a new user how to get a token this server accepts: the
+// token command must open the same database, so a server started on any
+// other than the default names it (with its password, if any, redacted).
+func tokenHint(dbURL string) string {
+	cmd := "cardrail token --sub alice"
+	if dbURL != config.Default().DatabaseURL {
+		cmd += " --database-url '" + redact(dbURL) + "'"
+	}
+	return "mint a sandbox token with: " + cmd + " (from the source tree: go run ./cmd/" + cmd + ")"
 }

@@ -24,3 +24,17 @@ func TestRedactHidesPasswords(t *testing.T) {
 		}
 	}
 }
+
+// The start-up hint names the database the token command must open, and
+// no password with it.
+func TestTokenHintNamesTheDatabase(t *testing.T) {
+	if got := tokenHint("sqlite:cardrail.db"); strings.Contains(got, "--database-url") {
+		t.Errorf("default database: hint %q names a database", got)
+	}
+	if got := tokenHint("sqlite:/srv/cards.db"); !strings.Contains(got, "cardrail token --sub alice --database-url 'sqlite:/srv/cards.db'") {
+		t.Errorf("other SQLite file: hint %q does not name it", got)
+	}
+	if got := tokenHint("postgres://app:hunter2@db/cards"); strings.Contains(got, "hunter2") || !strings.Contains(got, "postgres://app:***@db/cards") {
+		t.Errorf("PostgreSQL: hint %q", got)
+	}
+}
