@@ -67,7 +67,18 @@ func opsListProviders(s *Server, r *http.Request, c cardrail.Caller) (int, any, 
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, list[issuing.ProviderStatus]{Object: "list", Data: ps}, nil
+	items := make([]providerStatusObject, len(ps))
+	for i, p := range ps {
+		items[i] = providerStatusObject{Object: "provider", ProviderStatus: p}
+	}
+	return http.StatusOK, list[providerStatusObject]{Object: "list", Data: items}, nil
+}
+
+// providerStatusObject is a list item of GET /ops/providers/: a partner
+// with its breaker, typed "provider" like the enable and disable answers.
+type providerStatusObject struct {
+	Object string `json:"object"`
+	issuing.ProviderStatus
 }
 
 type simulateRequest struct {
