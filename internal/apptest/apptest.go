@@ -181,6 +181,13 @@ func (c *Client) Do(method, path string, body any, headers ...string) *Response 
 		if msg := untyped(res, b); msg != "" {
 			c.env.T.Errorf("%s %s: %s: %s", method, path, msg, b)
 		}
+		k, err := loadContract()
+		if err != nil {
+			c.env.T.Fatalf("load the API reference: %v", err)
+		}
+		if msg := k.check(method, path, res, b); msg != "" {
+			c.env.T.Errorf("%s %s: %d: %s\n%s", method, path, res.StatusCode, msg, b)
+		}
 	}
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: b}
 }
