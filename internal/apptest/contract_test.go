@@ -21,6 +21,11 @@ func TestContractCatchesDrift(t *testing.T) {
 	list := func(item string) []byte {
 		return []byte(`{"object":"list","data":[` + item + `],"has_more":false,"next_cursor":null}`)
 	}
+	wallet := `{"object":"wallet","reference":"wal_01jd7x3k9q2m4n8p6r5s1t0v2w","currency":"USD","balance":{"available":5000},"livemode":false,"created_at":"2026-11-25T04:47:24Z"}`
+	events := func(object string) []byte {
+		return []byte(`{"object":"list","data":[{"id":"evt_01jd7x3k9q2m4n8p6r5s1t0v2w","object":"event","type":"wallet.credited",` +
+			`"created_at":"2026-11-25T04:47:24Z","livemode":false,"data":{"object":` + object + `}}],"has_more":false,"next_cursor":null}`)
+	}
 	for _, c := range []struct {
 		name, method, path string
 		res                *http.Response
@@ -39,6 +44,10 @@ func TestContractCatchesDrift(t *testing.T) {
 			[]byte(`{"type":"https://cardrail.dev/problems/not_found","title":"Not Found","status":404}`), "departs from the reference"},
 		{"the query string is not part of the path", "GET", "/ops/providers/?limit=2", answer(200, "application/json"),
 			list(`{"object":"provider",` + item[1:]), ""},
+		{"an event carries its object whole", "GET", "/ops/events/", answer(200, "application/json"),
+			events(wallet), ""},
+		{"an event's object is held to its schema", "GET", "/ops/events/", answer(200, "application/json"),
+			events(`{"owner":"bob",` + wallet[1:]), "departs from the reference"},
 		{"a wrong media type fails", "GET", "/ops/providers/", answer(200, "text/plain"),
 			list(`{"object":"provider",` + item[1:]), "Content-Type"},
 	} {
