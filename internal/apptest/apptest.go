@@ -144,18 +144,22 @@ func (c *Client) Do(method, path string, body any, headers ...string) *Response 
 		url = c.env.Server.URL + path[1:]
 	}
 	var rd io.Reader
+	var sent []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		sent = []byte(b)
 	case []byte:
-		rd = bytes.NewReader(b)
+		sent = b
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
 			c.env.T.Fatalf("encode body: %v", err)
 		}
-		rd = bytes.NewReader(j)
+		sent = j
+	}
+	if body != nil {
+		rd = bytes.NewReader(sent)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -185,7 +189,7 @@ func (c *Client) Do(method, path string, body any, headers ...string) *Response 
 		if err != nil {
 			c.env.T.Fatalf("load the API reference: %v", err)
 		}
-		if msg := k.check(method, path, res, b); msg != "" {
+		if msg := k.check(method, path, sent, res, b); msg != "" {
 			c.env.T.Errorf("%s %s: %d: %s\n%s", method, path, res.StatusCode, msg, b)
 		}
 	}

@@ -30,6 +30,7 @@ type operation struct {
 	segments  []string // the path template split on "/", "{…}" matching any one segment
 	pointer   string   // JSON pointer to the operation in the document
 	responses map[string]any
+	takesJSON bool // the operation documents a JSON request body
 }
 
 type contract struct {
@@ -72,7 +73,10 @@ var loadContract = sync.OnceValues(func() (*contract, error) {
 	for path, methods := range d.Paths {
 		for method, body := range methods {
 			var op struct {
-				Responses map[string]any `json:"responses"`
+				Responses   map[string]any `json:"responses"`
+				RequestBody struct {
+					Content map[string]any `json:"content"`
+				} `json:"requestBody"`
 			}
 			if json.Unmarshal(body, &op) != nil || op.Responses == nil {
 				continue // a path-level field, not an operation
@@ -82,6 +86,7 @@ var loadContract = sync.OnceValues(func() (*contract, error) {
 				segments:  strings.Split(path, "/"),
 				pointer:   "/paths/" + escapePointer(path) + "/" + method,
 				responses: op.Responses,
+				takesJSON: op.RequestBody.Content["application/json"] != nil,
 			})
 		}
 	}
@@ -140,7 +145,7 @@ func (k *contract) schema(pointer string) (*jsonschema.Schema, error) {
 // check says how an answer departs from the reference; "" when it does
 // not. Paths the reference does not describe (the server's own routes,
 // methods it answers 405) are left to the tests that send them.
-func (k *contract) check(method, path string, res *http.Response, body []byte) string {
+func (k *contract) check(method, path string, sent []byte, res *http.Response, body []byte) string {
 	path, _, _ = strings.Cut(path, "?")
 	op := k.find(method, path)
 	if op == nil || method == http.MethodHead || res.StatusCode == http.StatusMethodNotAllowed ||
@@ -148,6 +153,9 @@ func (k *contract) check(method, path string, res *http.Response, body []byte) s
 		// A 500 is a failure no reference describes; the tests that
 		// provoke one (a tampered database) judge it themselves.
 		return ""
+	}
+	if msg := k.checkRequest(op, sent, res.StatusCode); msg != "" {
+		return msg
 	}
 	status := strconv.Itoa(res.StatusCode)
 	resp, ok := op.responses[status].(map[string]any)
@@ -186,6 +194,27 @@ func (k *contract) check(method, path string, res *http.Response, body []byte) s
 	}
 	if err := sch.Validate(inst); err != nil {
 		return "body departs from the reference: " + err.Error()
+	}
+	return ""
+}
+
+// checkRequest says how a request body the server accepted departs from
+// the operation's request schema: the reference must not refuse what the
+// server takes. Bodies the server refused are the tests' own business.
+func (k *contract) checkRequest(op *operation, sent []byte, status int) string {
+	if status/100 != 2 || len(bytes.TrimSpace(sent)) == 0 || !op.takesJSON {
+		return ""
+	}
+	sch, err := k.schema(op.pointer + "/requestBody/content/application~1json/schema")
+	if err != nil {
+		return "compile the reference's request schema: " + err.Error()
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(sent))
+	if err != nil {
+		return "" // accepted although not JSON: the tests that send such bodies judge that
+	}
+	if err := sch.Validate(inst); err != nil {
+		return "the server accepted a body the reference refuses: " + err.Error()
 	}
 	return ""
 }

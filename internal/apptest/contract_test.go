@@ -51,7 +51,7 @@ func TestContractCatchesDrift(t *testing.T) {
 		{"a wrong media type fails", "GET", "/ops/providers/", answer(200, "text/plain"),
 			list(`{"object":"provider",` + item[1:]), "Content-Type"},
 	} {
-		got := k.check(c.method, c.path, c.res, c.body)
+		got := k.check(c.method, c.path, nil, c.res, c.body)
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("%s: check = %q, want %q", c.name, got, c.want)
 		}
