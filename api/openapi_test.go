@@ -235,3 +235,26 @@ func TestOpenAPIListsEveryRoutesCommonAnswers(t *testing.T) {
 		t.Fatal("openapi.json has no operations")
 	}
 }
+
+// The reference's problem code is an enum: every code the server can
+// answer with, and no other. A code added to the table below without the
+// reference (or left in the reference after it is gone) fails here; the
+// client-closed code is logged, never received, and is listed all the same
+// so that the table and the reference stay one set.
+func TestOpenAPIListsEveryErrorCode(t *testing.T) {
+	doc := loadOpenAPI(t)
+	code := doc["components"].(map[string]any)["schemas"].(map[string]any)["Problem"].(map[string]any)["properties"].(map[string]any)["code"].(map[string]any)
+	documented := map[string]bool{}
+	for _, c := range code["enum"].([]any) {
+		documented[c.(string)] = true
+	}
+	for c := range statusByCode {
+		if !documented[string(c)] {
+			t.Errorf("code %s is not in the reference's Problem.code enum", c)
+		}
+		delete(documented, string(c))
+	}
+	for c := range documented {
+		t.Errorf("the reference lists code %s, which the server never answers with", c)
+	}
+}
