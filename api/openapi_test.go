@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,5 +257,34 @@ func TestOpenAPIListsEveryErrorCode(t *testing.T) {
 	}
 	for c := range documented {
 		t.Errorf("the reference lists code %s, which the server never answers with", c)
+	}
+}
+
+// SPEC 1 gives every object an "object" field. The test client holds each
+// answer to its schema, so the rule lives here, in the schemas: every
+// successful JSON answer requires "object", and so does each item of a
+// list.
+func TestOpenAPITypesEveryObject(t *testing.T) {
+	doc := loadOpenAPI(t)
+	requires := func(s map[string]any) bool {
+		required, _ := s["required"].([]any)
+		return slices.Contains(required, any("object"))
+	}
+	for path, item := range asMap(doc["paths"]) {
+		for _, method := range httpMethods {
+			op := asMap(asMap(item)[method])
+			for status, res := range asMap(op["responses"]) {
+				schema := deref(doc, asMap(asMap(asMap(deref(doc, res)["content"])["application/json"])["schema"]))
+				if !strings.HasPrefix(status, "2") || schema == nil {
+					continue
+				}
+				if !requires(schema) {
+					t.Errorf("%s %s %s: the answer's schema does not require \"object\"", method, path, status)
+				}
+				if items := deref(doc, asMap(asMap(asMap(schema["properties"])["data"])["items"])); items != nil && !requires(items) {
+					t.Errorf("%s %s %s: a list item's schema does not require \"object\"", method, path, status)
+				}
+			}
+		}
 	}
 }
