@@ -40,21 +40,18 @@ func programPage(r *http.Request, ps []cardrail.Program, lookup func(code string
 	slices.SortFunc(ps, newest)
 	code := func(p cardrail.Program) string { return p.Code }
 	if p.Cursor != "" {
-		i := slices.IndexFunc(ps, func(q cardrail.Program) bool { return q.Code == p.Cursor })
-		if i >= 0 {
-			ps = ps[i+1:]
-		} else {
-			var at *cardrail.Program
-			if lookup != nil {
-				if at, err = lookup(p.Cursor); err != nil && cardrail.ErrorCode(err) != cardrail.CodeNotFound {
-					return list[cardrail.Program]{}, err
-				}
+		var at *cardrail.Program
+		if i := slices.IndexFunc(ps, func(q cardrail.Program) bool { return q.Code == p.Cursor }); i >= 0 {
+			at = &ps[i]
+		} else if lookup != nil {
+			if at, err = lookup(p.Cursor); err != nil && cardrail.ErrorCode(err) != cardrail.CodeNotFound {
+				return list[cardrail.Program]{}, err
 			}
-			if at == nil {
-				return list[cardrail.Program]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
-			}
-			ps = from(ps, func(q cardrail.Program) bool { return newest(*at, q) < 0 })
 		}
+		if at == nil {
+			return list[cardrail.Program]{}, cardrail.Invalid(cardrail.FieldError{Field: "cursor", Message: "is not a cursor this list returned"})
+		}
+		ps = from(ps, func(q cardrail.Program) bool { return newest(*at, q) < 0 })
 	}
 	return firstPage(ps, p.Limit, code), nil
 }
